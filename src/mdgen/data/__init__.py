@@ -1,0 +1,1 @@
+"""Data layer: simulate MD, prepare a cache, window datasets and DataModules."""
