@@ -1,0 +1,90 @@
+"""`python -m mdgen.train [overrides]`: train an MDGen model (see conf/train.yaml and README "Train").
+
+Examples:
+    python -m mdgen.train experiment=demo_forward model=tiny
+    python -m mdgen.train task=upsample data=4aa_implicit trainer.devices=8
+    python -m mdgen.train experiment=demo_forward hydra.run.dir=outputs/my_run ckpt_path=last   # resume
+    python -m mdgen.train -m experiment=demo_forward seed=1,2                                    # sweep
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from mdgen.config import (
+    build_module,
+    build_trainer,
+    check_checkpoint,
+    config_dir,
+    pin_ddp_relaunch_to_job_dir,
+    read_checkpoint,
+    to_plain_dict,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
+    """`ckpt_path=last` -> `<checkpoint_dir>/last.ckpt` (which must exist); a path stays a path."""
+    if ckpt_path is None:
+        return None
+    path = checkpoint_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = (
+            " (resume needs the same run directory: pass hydra.run.dir=<run dir>)"
+            if ckpt_path == "last"
+            else ""
+        )
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
+    return path
+
+
+@rank_zero_only
+def save_resolved_config(run_config: dict, checkpoint_dir: Path) -> None:
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(run_config), checkpoint_dir / "config.yaml")
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit (or resume) the configured run; returns `cfg.optimized_metric` for sweeps (None if not logged)."""
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    pl.seed_everything(cfg.seed, workers=True)
+    pin_ddp_relaunch_to_job_dir()
+
+    checkpoint_dir = Path(cfg.paths.checkpoint_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
+    if ckpt_path is not None:
+        check_checkpoint(read_checkpoint(ckpt_path), ckpt_path, expected_task=cfg.task.name)
+
+    run_config = to_plain_dict(cfg)
+    module = build_module(cfg, run_config=run_config)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    trainer = build_trainer(cfg)
+    save_resolved_config(run_config, checkpoint_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        # A sweep runs its jobs in one process: the next job's DDP group must start afresh.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    metric = trainer.callback_metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    if metric is None:
+        log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
+        return None
+    return float(metric)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
