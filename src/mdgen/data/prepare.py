@@ -1,0 +1,341 @@
+"""Turn MD trajectories into the training cache (``mdgen.data.cache``), in parallel, reporting every failure.
+
+For each entry found by ``mdgen.data.layouts``: read the trajectory at the requested output interval,
+compute per frame the residue rigids and torsions once (``mdgen.tokens.frame_features``, in chunks of
+frames to bound memory), and install the entry atomically. An entry whose manifest matches the
+source files (path, size, mtime) and the requested interval is left alone. A bad entry (missing file,
+atom-count mismatch, non-standard residue, NaN coordinates, too few frames, ...) is recorded with its
+problem and the others are still prepared; ``PrepareSummary.ok`` is False if any failed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import multiprocessing
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mdtraj
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mdgen.constants import UNKNOWN_AATYPE
+from mdgen.data.cache import (
+    CACHE_FORMAT_VERSION,
+    CacheError,
+    EntryManifest,
+    EntryWriter,
+    SourceFile,
+    read_manifest,
+)
+from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
+from mdgen.io import TrajectoryError, read_trajectory
+from mdgen.tokens import frame_features
+
+logger = logging.getLogger(__name__)
+
+_INTERVAL_TOLERANCE = 1e-6  # relative
+_TIMESTAMP_TOLERANCE = 1e-3  # relative; XTC stores time stamps as float32
+_LOCK_FILE = ".prepare.lock"
+
+PREPARED, UP_TO_DATE, FAILED = "prepared", "up_to_date", "failed"
+
+
+class PrepareError(ValueError):
+    """One entry cannot be prepared; the message says why (and names the file where there is one)."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How every entry of one prepare run is processed."""
+
+    interval_ps: float | None = None  # output frame interval; None keeps the source interval
+    timestep_ps: float | None = None  # source frame interval for files without time stamps (DCD)
+    min_frames: int = 2  # entries with fewer frames at interval_ps fail
+    chunk_frames: int = 2048  # frames featurized at once (bounds memory)
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    """What happened to one entry."""
+
+    name: str
+    status: str  # PREPARED | UP_TO_DATE | FAILED
+    problem: str = ""  # why it failed
+    num_frames: int = 0  # cached frames (prepared or up to date)
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """The outcome of a prepare run, one record per entry, sorted by name."""
+
+    cache_dir: str
+    outcomes: tuple[EntryOutcome, ...]
+    wall_s: float
+
+    def _names(self, status: str) -> list[str]:
+        return [outcome.name for outcome in self.outcomes if outcome.status == status]
+
+    @property
+    def prepared(self) -> list[str]:
+        return self._names(PREPARED)
+
+    @property
+    def up_to_date(self) -> list[str]:
+        return self._names(UP_TO_DATE)
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {outcome.name: outcome.problem for outcome in self.outcomes if outcome.status == FAILED}
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def report(self) -> str:
+        lines = [
+            f"prepare -> {self.cache_dir}: {len(self.prepared)} prepared, {len(self.up_to_date)} up to date, "
+            f"{len(self.failures)} failed ({self.wall_s:.1f} s)"
+        ]
+        lines += [f"  FAILED {name}: {problem}" for name, problem in self.failures.items()]
+        return "\n".join(lines)
+
+
+def source_interval_ps(trajectory_path: Path) -> float:
+    """Time between the first two frames from the file's time stamps; nan when it has none.
+
+    DCD files carry no time (mdtraj reports frame numbers), so they always need ``timestep_ps``.
+    """
+    if trajectory_path.suffix.lower() == ".dcd":
+        return math.nan
+    try:
+        with mdtraj.open(str(trajectory_path)) as handle:
+            _, time_ps, _, _ = handle.read(n_frames=2)
+    except Exception as error:  # mdtraj raises many types for corrupt files; keep its message
+        raise PrepareError(f"{trajectory_path}: cannot read time stamps ({error})") from error
+    if len(time_ps) < 2:
+        return math.nan
+    interval = float(time_ps[1]) - float(time_ps[0])
+    if not interval > 0:
+        raise PrepareError(
+            f"{trajectory_path}: time stamps do not increase ({time_ps[0]} then {time_ps[1]} ps)"
+        )
+    return float(f"{interval:.6g}")  # float32 stamps: 0.2 - 0.1 = 0.10000000149
+
+
+def output_stride(source_interval: float, interval_ps: float | None, trajectory_path: Path) -> int:
+    """Source frames per output frame; ``interval_ps`` must be a whole multiple of the source interval."""
+    if interval_ps is None:
+        return 1
+    ratio = interval_ps / source_interval
+    stride = round(ratio)
+    if stride < 1 or abs(ratio - stride) > _INTERVAL_TOLERANCE * max(ratio, 1.0):
+        raise PrepareError(
+            f"interval_ps={interval_ps} is not a whole multiple of the frame interval {source_interval} ps "
+            f"of {trajectory_path}"
+        )
+    return stride
+
+
+def is_up_to_date(manifest: EntryManifest, sources: tuple[SourceFile, ...], options: PrepareOptions) -> bool:
+    """True when re-preparing would write the same entry."""
+    wanted_interval = manifest.source_interval_ps if options.interval_ps is None else options.interval_ps
+    return (
+        manifest.format_version == CACHE_FORMAT_VERSION
+        and manifest.sources == sources
+        and math.isclose(manifest.interval_ps, wanted_interval, rel_tol=_INTERVAL_TOLERANCE)
+        and manifest.num_frames >= options.min_frames
+        and not (
+            manifest.timestep_from_config
+            and options.timestep_ps is not None
+            and not math.isclose(
+                manifest.source_interval_ps, options.timestep_ps, rel_tol=_INTERVAL_TOLERANCE
+            )
+        )
+    )
+
+
+def prepare_entry(source: SourceEntry, cache_dir: str | Path, options: PrepareOptions) -> EntryOutcome:
+    """Prepare one entry, or confirm that it is up to date; never raises for bad data."""
+    try:
+        return _prepare_entry(source, Path(cache_dir), options)
+    except (PrepareError, TrajectoryError, CacheError, OSError) as error:
+        return EntryOutcome(source.name, FAILED, problem=str(error))
+    except Exception as error:  # a bug or an unforeseen input: still report it against this entry
+        logger.exception("unexpected error while preparing %s", source.name)
+        return EntryOutcome(source.name, FAILED, problem=f"unexpected {type(error).__name__}: {error}")
+
+
+def _prepare_entry(source: SourceEntry, cache_dir: Path, options: PrepareOptions) -> EntryOutcome:
+    for path in (source.topology_path, source.trajectory_path):
+        if not path.is_file():
+            raise PrepareError(f"missing file {path}")
+    sources = (SourceFile.from_path(source.topology_path), SourceFile.from_path(source.trajectory_path))
+    existing = cache_dir / source.name
+    if existing.is_dir():
+        try:
+            manifest = read_manifest(existing)
+        except CacheError:
+            manifest = None  # unreadable: rebuild it
+        if manifest is not None and is_up_to_date(manifest, sources, options):
+            return EntryOutcome(source.name, UP_TO_DATE, num_frames=manifest.num_frames)
+
+    file_interval = source_interval_ps(source.trajectory_path)
+    timestep_from_config = math.isnan(file_interval)
+    if timestep_from_config:
+        if options.timestep_ps is None:
+            raise PrepareError(f"{source.trajectory_path} has no time stamps; set timestep_ps")
+        file_interval = float(options.timestep_ps)
+    stride = output_stride(file_interval, options.interval_ps, source.trajectory_path)
+    interval_ps = file_interval * stride
+
+    trajectory = read_trajectory(source.topology_path, source.trajectory_path, stride=stride)
+    if not timestep_from_config and not math.isnan(trajectory.timestep_ps):
+        if not math.isclose(trajectory.timestep_ps, interval_ps, rel_tol=_TIMESTAMP_TOLERANCE):
+            raise PrepareError(
+                f"{source.trajectory_path}: frames are {trajectory.timestep_ps} ps apart after striding by "
+                f"{stride}, expected {interval_ps} ps from the first two time stamps"
+            )
+    unknown = np.nonzero(trajectory.aatype == UNKNOWN_AATYPE)[0]
+    if unknown.size:
+        raise PrepareError(f"{source.topology_path}: unknown residue type at position(s) {unknown.tolist()}")
+    if trajectory.num_frames < options.min_frames:
+        raise PrepareError(
+            f"too few frames: {trajectory.num_frames} at {interval_ps} ps in {source.trajectory_path} "
+            f"(min_frames={options.min_frames})"
+        )
+
+    manifest = EntryManifest(
+        name=source.name,
+        sequence=trajectory.sequence,
+        num_frames=trajectory.num_frames,
+        num_residues=trajectory.num_residues,
+        interval_ps=interval_ps,
+        source_interval_ps=file_interval,
+        timestep_from_config=timestep_from_config,
+        sources=sources,
+    )
+    with EntryWriter(cache_dir, source.name, trajectory.num_frames, trajectory.num_residues) as writer:
+        torsion_mask = _write_frame_features(
+            trajectory.atom14, trajectory.aatype, writer, options.chunk_frames, source
+        )
+        writer.commit(
+            manifest,
+            aatype=trajectory.aatype,
+            residue_index=trajectory.residue_index,
+            torsion_mask=torsion_mask,
+            atom14_frame0=trajectory.atom14[0],
+            atom14_mask=trajectory.atom14_mask,
+        )
+    return EntryOutcome(source.name, PREPARED, num_frames=trajectory.num_frames)
+
+
+def _write_frame_features(
+    atom14: np.ndarray,  # (N, L, 14, 3) Å
+    aatype: np.ndarray,  # (L,)
+    writer: EntryWriter,
+    chunk_frames: int,
+    source: SourceEntry,
+) -> np.ndarray:
+    """Fill the writer's (N, L, ...) arrays chunk by chunk; returns frame 0's torsion mask (L, 7)."""
+    aatype_tensor = torch.from_numpy(aatype)
+    torsion_mask = None
+    for start in range(0, atom14.shape[0], chunk_frames):
+        stop = min(start + chunk_frames, atom14.shape[0])
+        with torch.no_grad():
+            features = frame_features(torch.from_numpy(atom14[start:stop]), aatype_tensor)
+        for name in ("rots", "trans", "torsions"):
+            values = getattr(features, name).numpy()
+            finite = np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
+            if not finite.all():
+                bad_frame = start + int(np.nonzero(~finite)[0][0])
+                raise PrepareError(
+                    f"{source.trajectory_path}: non-finite {name} at frame {bad_frame} (degenerate backbone?)"
+                )
+            getattr(writer, name)[start:stop] = values
+        if torsion_mask is None:
+            mask = features.torsion_mask.numpy().astype(bool)
+            torsion_mask = mask[0] if mask.ndim == 3 else mask  # (L, 7)
+    return torsion_mask
+
+
+@contextmanager
+def _exclusive_lock(cache_dir: Path):
+    """Serialise concurrent prepare runs on one cache (e.g. one per node under DDP)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / _LOCK_FILE, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core; torch's own threads would oversubscribe
+
+
+def _prepare_entry_star(arguments: tuple) -> EntryOutcome:
+    return prepare_entry(*arguments)
+
+
+def prepare_simulations(
+    sim_dir: str | Path,
+    cache_dir: str | Path,
+    *,
+    interval_ps: float | None = None,
+    names: Sequence[str] | None = None,
+    layout: str = "auto",
+    trajectory_suffix: str = "",
+    num_workers: int = 1,
+    min_frames: int = 2,
+    timestep_ps: float | None = None,
+    replicas: Sequence[int] = ATLAS_REPLICAS,
+    chunk_frames: int = 2048,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare every entry of ``sim_dir`` (or only ``names``) into ``cache_dir``.
+
+    ``interval_ps``: output frame interval in ps (a whole multiple of the files' interval; None keeps
+    it). ``timestep_ps``: source interval for files without time stamps. ``num_workers`` > 1 uses a
+    process pool. Raises only for problems with the whole run (no such directory, unknown layout);
+    per-entry problems are in the returned summary.
+    """
+    started = time.perf_counter()
+    cache_dir = Path(cache_dir)
+    if min_frames < 1:
+        raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+    if interval_ps is not None and not interval_ps > 0:
+        raise ValueError(f"interval_ps must be > 0 or None, got {interval_ps}")
+    entries = discover_entries(
+        sim_dir, layout=layout, names=names, trajectory_suffix=trajectory_suffix, replicas=replicas
+    )
+    options = PrepareOptions(
+        interval_ps=interval_ps, timestep_ps=timestep_ps, min_frames=min_frames, chunk_frames=chunk_frames
+    )
+    jobs = [(entry, cache_dir, options) for entry in entries]
+    bar = tqdm(total=len(jobs), desc="prepare", unit="entry", disable=not progress)
+    outcomes = []
+    with _exclusive_lock(cache_dir):
+        if num_workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                outcomes.append(_prepare_entry_star(job))
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start-up can deadlock
+            with context.Pool(min(num_workers, len(jobs)), initializer=_init_worker) as pool:
+                for outcome in pool.imap_unordered(_prepare_entry_star, jobs):
+                    outcomes.append(outcome)
+                    bar.update()
+    bar.close()
+    return PrepareSummary(
+        cache_dir=str(cache_dir),
+        outcomes=tuple(sorted(outcomes, key=lambda outcome: outcome.name)),
+        wall_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,51 @@
+"""Entry point: ``python -m mdgen.prepare sim_dir=DIR out_dir=CACHE [interval_ps=X] ...``.
+
+Thin Hydra wrapper around ``mdgen.data.prepare.prepare_simulations``; options are documented in
+conf/prepare.yaml. Prints the summary and exits with status 1 if any entry failed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mdgen.data.prepare import prepare_simulations
+from mdgen.data.splits import read_split, split_names
+
+
+def _requested_names(cfg: DictConfig) -> list[str] | None:
+    """`names` and/or the names of the `split` CSV; None (every entry) when neither is set."""
+    if cfg.names is None and cfg.split is None:
+        return None
+    names = [cfg.names] if isinstance(cfg.names, str) else list(cfg.names or [])
+    if cfg.split is not None:
+        names += [name for name in split_names(read_split(cfg.split)) if name not in names]
+    return names
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+def main(cfg: DictConfig) -> int:
+    summary = prepare_simulations(
+        cfg.sim_dir,
+        cfg.out_dir,
+        interval_ps=cfg.interval_ps,
+        names=_requested_names(cfg),
+        layout=cfg.layout,
+        trajectory_suffix=cfg.trajectory_suffix,
+        num_workers=cfg.num_workers,
+        min_frames=cfg.min_frames,
+        timestep_ps=cfg.timestep_ps,
+        replicas=tuple(cfg.replicas),
+        chunk_frames=cfg.chunk_frames,
+        progress=cfg.progress,
+    )
+    print(summary.report())
+    if not summary.ok:
+        sys.exit(1)
+    return len(summary.prepared)
+
+
+if __name__ == "__main__":
+    main()
