@@ -1,0 +1,153 @@
+"""Read trajectories for evaluation and put sample and reference on the same atoms and time axis.
+
+Everything is read with mdtraj (`md.load(xtc, top=pdb)`), heavy atoms only. Time comes from each
+trajectory's own XTC time stamps, so lags given in ps are converted per trajectory (`frames_for`).
+Errors are `EvaluationInputError` with the offending file in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+
+# Atoms the reference may have and a generated structure may lack without it being a mismatch:
+# atom14 decoders do not build the C-terminal second oxygen.
+OPTIONAL_REFERENCE_ATOMS = frozenset({"OXT"})
+
+# Relative tolerance when a duration in ps must be a whole number of frames.
+_FRAME_TOLERANCE = 1e-3
+
+
+class EvaluationInputError(ValueError):
+    """An input file is missing, unreadable, or inconsistent with its reference; the message names it."""
+
+
+def load_trajectory(
+    topology_path: Path, trajectory_path: Path | None = None, stride: int = 1
+) -> md.Trajectory:
+    """Heavy-atom trajectory from a PDB (+ XTC/DCD); raises `EvaluationInputError` naming the bad file."""
+    for path in (topology_path, trajectory_path):
+        if path is not None and not Path(path).is_file():
+            raise EvaluationInputError(f"{path}: file not found")
+    try:
+        if trajectory_path is None:
+            traj = md.load(str(topology_path))
+        else:
+            traj = md.load(str(trajectory_path), top=str(topology_path), stride=stride)
+    except Exception as error:  # mdtraj raises many types (IOError, ValueError, RuntimeError)
+        raise EvaluationInputError(f"{trajectory_path or topology_path}: cannot be read ({error})") from error
+    heavy = [atom.index for atom in traj.topology.atoms if atom.element.symbol != "H"]
+    if len(heavy) != traj.n_atoms:
+        traj = traj.atom_slice(heavy)
+    if traj.n_frames == 0:
+        raise EvaluationInputError(f"{trajectory_path or topology_path}: no frames")
+    return traj
+
+
+def timestep_ps(traj: md.Trajectory, source: Path | str) -> float:
+    """Spacing of the XTC time stamps in ps; they must be uniform and increasing."""
+    if traj.n_frames < 2:
+        raise EvaluationInputError(f"{source}: needs at least 2 frames to define a timestep")
+    steps = np.diff(traj.time.astype(np.float64))
+    step = float(np.median(steps))
+    if step <= 0 or np.max(np.abs(steps - step)) > 1e-3 * step + 1e-4:
+        raise EvaluationInputError(
+            f"{source}: time stamps are not uniformly increasing (median step {step} ps); "
+            "write the trajectory with its timestep"
+        )
+    return step
+
+
+def frames_for(duration_ps: float, step_ps: float, what: str) -> int:
+    """Number of frames spanning `duration_ps` at `step_ps`; it must be a whole number (no silent rounding)."""
+    frames = duration_ps / step_ps
+    whole = round(frames)
+    if whole < 1 or abs(frames - whole) > _FRAME_TOLERANCE * max(whole, 1):
+        raise EvaluationInputError(
+            f"{what} = {duration_ps} ps is not a positive whole number of {step_ps} ps frames"
+        )
+    return int(whole)
+
+
+def _atom_keys(topology: md.Topology) -> list[tuple[int, str, str]]:
+    return [(atom.residue.index, atom.residue.name, atom.name) for atom in topology.atoms]
+
+
+def match_atoms(
+    reference: md.Trajectory, sample: md.Trajectory, sample_source: Path | str
+) -> tuple[md.Trajectory, md.Trajectory]:
+    """Restrict both trajectories to their common atoms, in reference order, sharing one topology.
+
+    A mismatch (different sequence, an atom only the sample has, or a reference atom missing from the
+    sample other than `OPTIONAL_REFERENCE_ATOMS`) raises `EvaluationInputError` naming `sample_source`.
+    """
+    ref_residues = [residue.name for residue in reference.topology.residues]
+    sample_residues = [residue.name for residue in sample.topology.residues]
+    if ref_residues != sample_residues:
+        raise EvaluationInputError(
+            f"{sample_source}: residues {'-'.join(sample_residues)} differ from the reference "
+            f"{'-'.join(ref_residues)}"
+        )
+    ref_index = {key: i for i, key in enumerate(_atom_keys(reference.topology))}
+    sample_index = {key: i for i, key in enumerate(_atom_keys(sample.topology))}
+    extra = sorted(set(sample_index) - set(ref_index))
+    missing = [key for key in ref_index if key not in sample_index and key[2] not in OPTIONAL_REFERENCE_ATOMS]
+    if extra or missing:
+        describe = lambda keys: ", ".join(f"{name}{res + 1}:{atom}" for res, name, atom in keys[:6])  # noqa: E731
+        raise EvaluationInputError(
+            f"{sample_source}: atoms do not match the reference ({sample.n_atoms} vs {reference.n_atoms} atoms;"
+            f" missing: [{describe(missing)}], unexpected: [{describe(extra)}])"
+        )
+    common = [key for key in ref_index if key in sample_index]
+    ref_atoms = [ref_index[key] for key in common]
+    sample_atoms = [sample_index[key] for key in common]
+    reference_common = reference.atom_slice(ref_atoms) if len(ref_atoms) != reference.n_atoms else reference
+    sample_common = md.Trajectory(
+        xyz=sample.xyz[:, sample_atoms], topology=reference_common.topology, time=sample.time
+    )
+    return reference_common, sample_common
+
+
+@dataclass(frozen=True)
+class TrajectoryGroup:
+    """Trajectories of one system at one timestep (rollouts, or a single MD run), pooled in the metrics."""
+
+    trajectories: tuple[md.Trajectory, ...]
+    timestep_ps: float
+    source: str  # what to name in messages and reports
+
+    @classmethod
+    def from_trajectories(cls, trajectories: Sequence[md.Trajectory], source: str) -> TrajectoryGroup:
+        if not trajectories:
+            raise EvaluationInputError(f"{source}: no trajectories")
+        steps = [timestep_ps(traj, source) for traj in trajectories]
+        if max(steps) - min(steps) > 1e-3 * steps[0]:
+            raise EvaluationInputError(
+                f"{source}: trajectories have different timesteps {sorted(set(steps))} ps"
+            )
+        return cls(tuple(trajectories), steps[0], source)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(traj.n_frames for traj in self.trajectories)
+
+    @property
+    def duration_ps(self) -> float:
+        return self.n_frames * self.timestep_ps
+
+    def truncated(self, duration_ps: float) -> TrajectoryGroup:
+        """The first `duration_ps` of simulated time, taking the trajectories in order."""
+        remaining = frames_for(duration_ps, self.timestep_ps, f"truncation of {self.source}")
+        if remaining > self.n_frames:
+            raise EvaluationInputError(f"{self.source}: shorter than the requested {duration_ps} ps")
+        kept = []
+        for traj in self.trajectories:
+            if remaining <= 0:
+                break
+            kept.append(traj[:remaining])
+            remaining -= kept[-1].n_frames
+        return TrajectoryGroup(tuple(kept), self.timestep_ps, f"{self.source}[:{duration_ps:g} ps]")
