@@ -1,0 +1,61 @@
+"""ODE solvers on problems with known answers, and their function-evaluation counts."""
+
+import math
+
+import pytest
+import torch
+
+from mdgen.interpolant import solve_ode
+
+
+@pytest.mark.parametrize("method", ["dopri5", "euler", "heun"])
+def test_linear_ode_reaches_the_exponential(method):
+    rate = torch.tensor([-1.5, 0.3, 2.0], dtype=torch.float64)  # one rate per sample
+    x0 = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]], dtype=torch.float64)
+    solution = solve_ode(
+        lambda t, x: rate[:, None] * x, x0, method=method, num_steps=400, atol=1e-10, rtol=1e-10
+    )
+    tolerance = {"dopri5": 1e-8, "heun": 1e-4, "euler": 2e-2}[method]
+    torch.testing.assert_close(solution.x1, x0 * rate.exp()[:, None], rtol=tolerance, atol=tolerance)
+
+
+def test_velocity_fn_receives_one_time_per_sample():
+    seen_shapes = set()
+
+    def velocity(t, x):
+        seen_shapes.add(tuple(t.shape))
+        return t[:, None].expand_as(x)  # dx/dt = t  ->  x(1) = x(0) + 1/2
+
+    x0 = torch.zeros(5, 2, dtype=torch.float64)
+    solution = solve_ode(velocity, x0, method="heun", num_steps=11)
+    assert seen_shapes == {(5,)}
+    torch.testing.assert_close(solution.x1, torch.full((5, 2), 0.5, dtype=torch.float64))
+
+
+def test_euler_is_the_left_riemann_sum_on_the_grid():
+    num_steps = 50  # grid points: 49 steps, as in the original sampler
+    solution = solve_ode(
+        lambda t, x: t[:, None].expand_as(x), torch.zeros(1, 1), method="euler", num_steps=num_steps
+    )
+    step = 1.0 / (num_steps - 1)
+    expected = step * sum(i * step for i in range(num_steps - 1))
+    assert math.isclose(solution.x1.item(), expected, rel_tol=1e-5)
+    assert solution.nfe == num_steps - 1
+
+
+def test_function_evaluation_counts():
+    x0 = torch.ones(2, 3)
+    assert solve_ode(lambda t, x: -x, x0, method="heun", num_steps=11).nfe == 20
+    adaptive = solve_ode(lambda t, x: -x, x0, method="dopri5")
+    assert 6 <= adaptive.nfe < 200
+
+
+def test_integrates_between_custom_times():
+    x0 = torch.ones(1, 1, dtype=torch.float64)
+    solution = solve_ode(lambda t, x: x, x0, method="dopri5", t0=0.5, t1=2.0, atol=1e-10, rtol=1e-10)
+    assert math.isclose(solution.x1.item(), math.exp(1.5), rel_tol=1e-8)
+
+
+def test_unknown_method_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="dopri5"):
+        solve_ode(lambda t, x: x, torch.zeros(1, 1), method="leapfrog")
