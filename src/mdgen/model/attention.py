@@ -1,0 +1,66 @@
+"""Multi-head self-attention with rotary positions and a learned key/value sink, on fused SDPA kernels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from mdgen.model.layers import linear
+from mdgen.model.rotary import RotaryEmbedding
+
+
+class SinkAttention(nn.Module):
+    """Self-attention over a sequence (residues or frames) with one extra learned key/value slot.
+
+    The sink slot (fairseq's add_bias_kv in the original) is appended to every key/value sequence and
+    is never masked. It gives each query a learnable "attend to nothing" option and keeps rows whose
+    real keys are all masked finite (padded residues in frame attention see only the sink).
+
+    The sink key is not rotated. The original rotates it as position `S` (one past the last key),
+    which makes every score against it depend on the sequence length, so padding a batch would change
+    the outputs of real residues. Unrotated, the sink score depends only on the query. Parameter
+    count is the same either way.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, rotary_base: float = 10000.0):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        head_dim = embed_dim // num_heads
+        self.q_proj = linear(embed_dim, embed_dim)
+        self.k_proj = linear(embed_dim, embed_dim)
+        self.v_proj = linear(embed_dim, embed_dim)
+        self.out_proj = linear(embed_dim, embed_dim)
+        # Xavier-normal of the original (1, 1, D) bias_kv tensors has std sqrt(2 / (D + D)).
+        self.sink_key = nn.Parameter(torch.randn(embed_dim) * embed_dim**-0.5)
+        self.sink_value = nn.Parameter(torch.randn(embed_dim) * embed_dim**-0.5)
+        self.rotary = RotaryEmbedding(head_dim, rotary_base)
+
+    def forward(self, x: Tensor, positions: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x: (N, S, D); positions: (S,) or (N, S); key_mask: (N, S) bool, True = real key. -> (N, S, D)."""
+        num_sequences = x.shape[0]
+        q, k, v = (
+            rearrange(proj(x), "n s (h d) -> n h s d", h=self.num_heads)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        q, k = self.rotary(q, positions), self.rotary(k, positions)
+        sink_key = self._sink(self.sink_key, num_sequences, k.dtype)  # (N, H, 1, d)
+        sink_value = self._sink(self.sink_value, num_sequences, v.dtype)
+        k, v = torch.cat([k, sink_key], dim=2), torch.cat([v, sink_value], dim=2)  # (N, H, S + 1, d)
+
+        attn_mask = None
+        if key_mask is not None:
+            sink_visible = key_mask.new_ones(num_sequences, 1)
+            attn_mask = torch.cat([key_mask, sink_visible], dim=1)[:, None, None, :]  # (N, 1, 1, S + 1)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (N, H, S, d)
+        return self.out_proj(rearrange(out, "n h s d -> n s (h d)"))
+
+    def _sink(self, vector: Tensor, num_sequences: int, dtype: torch.dtype) -> Tensor:
+        sink = rearrange(vector, "(h d) -> 1 h 1 d", h=self.num_heads)
+        return sink.to(dtype).expand(num_sequences, -1, -1, -1)
