@@ -1,0 +1,712 @@
+"""Run MD of short peptides with OpenMM and write them in the published tetrapeptide layout.
+
+Per peptide ``NAME`` (the sequence) the finished output is::
+
+    OUT/NAME/NAME.pdb        heavy atoms (incl. OXT) of production frame 0
+    OUT/NAME/NAME.xtc        production, heavy atoms, one frame every save_interval_ps, t = 0, 10, ... ps
+    OUT/NAME/NAME_fine.xtc   first fine_length_ps of the same run every fine_interval_fs (when enabled)
+    OUT/NAME/info.json       the protocol record (``PeptideSimulationRecord``)
+
+Frames are superposed on production frame 0 (all heavy atoms), as the published data is.
+Work happens in ``OUT/NAME.tmp/``, renamed to ``OUT/NAME/`` only when complete, so a directory
+without the ``.tmp`` suffix is always finished. An interrupted run resumes from the last OpenMM
+checkpoint in ``NAME.tmp/`` with its XTC files cut back to the checkpoint's frame counts.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mdtraj
+import numpy as np
+import openmm
+import openmm.app as app
+from mdtraj.formats import XTCTrajectoryFile
+from openmm import unit
+
+from mdgen.data.peptide_builder import build_peptide, check_sequence
+
+INFO_FILE = "info.json"
+RESUME_FILE = "resume.npz"
+SYSTEM_FILE = "system.xml"
+START_FILE = "start_all_atoms.pdb"
+WORK_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class SolventModel:
+    """A force-field + solvent preset."""
+
+    name: str
+    forcefield_files: tuple[str, ...]
+    description: str
+    explicit_water: bool = False
+    padding_nm: float = 1.0  # explicit only: water around the peptide
+    cutoff_nm: float = 1.0  # explicit only: PME real-space cutoff
+    pressure_bar: float = 1.0  # explicit only: barostat added after equilibration (NPT production)
+    # OpenMM's amber14 implicit/obc2.xml builds a CustomGBForce; the same model as a native
+    # GBSAOBCForce is about 2-4x faster on CPU, so the OBC2 preset swaps it in (same energies).
+    native_obc2: bool = False
+
+
+SOLVENT_PRESETS: dict[str, SolventModel] = {
+    # The published implicit-solvent tetrapeptide set.
+    "implicit": SolventModel(
+        "implicit", ("amber14-all.xml", "implicit/gbn2.xml"), "GBn2 implicit (GBSAGBn2)"
+    ),
+    # ../shared/data's protocol: native GBSAOBCForce, about 4x faster than GBn2 on CPU.
+    "implicit_obc2": SolventModel(
+        "implicit_obc2",
+        ("amber14-all.xml", "implicit/obc2.xml"),
+        "OBC2 implicit (GBSAOBCForce)",
+        native_obc2=True,
+    ),
+    # The published explicit-solvent set.
+    "explicit": SolventModel(
+        "explicit",
+        ("amber14-all.xml", "amber14/tip3pfb.xml"),
+        "TIP3P-FB explicit water, PME",
+        explicit_water=True,
+    ),
+}
+
+PLATFORM_AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class SimulationProtocol:
+    """Everything that decides a trajectory except its seed. All times carry their unit in the name."""
+
+    solvent: str = "implicit_obc2"
+    production_ns: float = 1.0
+    temperature_K: float = 350.0
+    friction_per_ps: float = 0.3
+    timestep_fs: float = 2.0
+    constraints: str = "HBonds"
+    hydrogen_mass_amu: float | None = None  # None = standard masses; 1.5 (HMR) allows 4 fs steps
+    minimization_max_iterations: int = 1000
+    equilibration_ps: float = 20.0  # NVT after minimisation, before production
+    save_interval_ps: float = 10.0
+    fine_interval_fs: float = 100.0
+    fine_length_ps: float = 0.0  # 0 = no NAME_fine.xtc
+    checkpoint_interval_ps: float = 100.0
+    platform: str = PLATFORM_AUTO  # auto | Reference | CPU | CUDA | OpenCL
+    threads: int = 1  # CPU platform threads per peptide
+    note: str = ""  # free text copied into info.json (e.g. why HMR was chosen)
+
+    def __post_init__(self):
+        if self.solvent not in SOLVENT_PRESETS:
+            raise ValueError(
+                f"unknown solvent preset {self.solvent!r}; choose one of {sorted(SOLVENT_PRESETS)}"
+            )
+        if self.constraints not in ("HBonds", "AllBonds", "HAngles", "None"):
+            raise ValueError(f"constraints={self.constraints!r} is not an OpenMM constraint type")
+        if self.production_ns <= 0 or self.timestep_fs <= 0:
+            raise ValueError(
+                f"production_ns={self.production_ns} and timestep_fs={self.timestep_fs} must be > 0"
+            )
+        for label, interval_fs in self._intervals_fs().items():
+            self.steps_in(interval_fs, label)  # raises when not a whole number of steps
+        self.frames_in(self.production_ns * 1000.0, self.save_interval_ps, "production_ns")
+        if self.fine_length_ps > 0:
+            self.frames_in(self.fine_length_ps, self.fine_interval_fs / 1000.0, "fine_length_ps")
+
+    def _intervals_fs(self) -> dict[str, float]:
+        intervals = {
+            "save_interval_ps": self.save_interval_ps * 1000.0,
+            "checkpoint_interval_ps": self.checkpoint_interval_ps * 1000.0,
+            "equilibration_ps": self.equilibration_ps * 1000.0,
+        }
+        if self.fine_length_ps > 0:
+            intervals["fine_interval_fs"] = self.fine_interval_fs
+        return intervals
+
+    def steps_in(self, duration_fs: float, label: str = "duration") -> int:
+        steps = duration_fs / self.timestep_fs
+        if abs(steps - round(steps)) > 1e-6:
+            raise ValueError(
+                f"{label} = {duration_fs} fs is not a whole number of {self.timestep_fs} fs steps"
+            )
+        return round(steps)
+
+    @staticmethod
+    def frames_in(length_ps: float, interval_ps: float, label: str) -> int:
+        frames = length_ps / interval_ps
+        if abs(frames - round(frames)) > 1e-6 or round(frames) < 1:
+            raise ValueError(
+                f"{label}: {length_ps} ps is not a positive whole number of {interval_ps} ps frames"
+            )
+        return round(frames)
+
+    @property
+    def num_frames(self) -> int:
+        """Production frames, at t = 0, save_interval_ps, ..., (num_frames - 1) * save_interval_ps."""
+        return self.frames_in(self.production_ns * 1000.0, self.save_interval_ps, "production_ns")
+
+    @property
+    def num_fine_frames(self) -> int:
+        if self.fine_length_ps <= 0:
+            return 0
+        return self.frames_in(self.fine_length_ps, self.fine_interval_fs / 1000.0, "fine_length_ps")
+
+
+@dataclass(frozen=True)
+class PeptideSimulationRecord:
+    """What ``info.json`` holds: the keys of ../shared/data/tetrapeptides/*/info.json plus more."""
+
+    sequence: str
+    forcefield: str
+    solvent: str
+    temperature_K: float
+    friction_per_ps: float
+    timestep_fs: float
+    constraints: str
+    equilibration_ps: float
+    production_ns: float
+    coarse_interval_ps: float
+    fine_interval_fs: float
+    fine_length_ps: float
+    termini: str
+    platform: str
+    seed: int
+    wall_s: float
+    openmm: str
+    # Beyond the shared-data keys:
+    solvent_preset: str
+    forcefield_files: list[str]
+    hydrogen_mass_amu: float | None
+    minimization_max_iterations: int
+    pressure_bar: float | None
+    threads: int
+    num_frames: int
+    num_fine_frames: int
+    first_frame_time_ps: float
+    num_heavy_atoms: int
+    superposed_on: str
+    production_ns_per_day: float
+    resumed_times: int
+    note: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+
+def peptide_seed(base_seed: int, name: str) -> int:
+    """Seed of one peptide: base_seed + CRC32(name), so it does not depend on the order of the list.
+
+    Kept in [1, 2**31 - 1] because OpenMM reads seed 0 as "pick a random seed".
+    """
+    return 1 + (base_seed + zlib.crc32(name.encode())) % (2**31 - 2)
+
+
+def is_finished(out_dir: Path, name: str) -> bool:
+    return (Path(out_dir) / name / INFO_FILE).is_file()
+
+
+def select_platform(requested: str) -> openmm.Platform:
+    """The named OpenMM platform, or for 'auto' the one OpenMM rates fastest (CUDA > OpenCL > CPU > Reference)."""
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if requested == PLATFORM_AUTO:
+        return max(
+            (openmm.Platform.getPlatformByName(name) for name in names),
+            key=lambda platform: platform.getSpeed(),
+        )
+    if requested not in names:
+        raise ValueError(f"OpenMM platform {requested!r} is not available here; available: {names}")
+    return openmm.Platform.getPlatformByName(requested)
+
+
+def platform_properties(platform: openmm.Platform, threads: int) -> dict[str, str]:
+    if platform.getName() == "CPU":
+        return {"Threads": str(threads)}
+    if platform.getName() in ("CUDA", "OpenCL"):
+        return {"Precision": "mixed"}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# System set-up
+
+
+def create_system(
+    protocol: SimulationProtocol, sequence: str
+) -> tuple[app.Topology, unit.Quantity, openmm.System]:
+    """Build the peptide (solvated for explicit presets) and its OpenMM system, without a barostat."""
+    solvent = SOLVENT_PRESETS[protocol.solvent]
+    forcefield = app.ForceField(*solvent.forcefield_files)
+    peptide = build_peptide(sequence, forcefield)
+    modeller = app.Modeller(peptide.topology, peptide.positions)
+    options = {
+        "constraints": getattr(app, protocol.constraints) if protocol.constraints != "None" else None,
+        "rigidWater": True,
+    }
+    if protocol.hydrogen_mass_amu is not None:
+        options["hydrogenMass"] = protocol.hydrogen_mass_amu * unit.amu
+    if solvent.explicit_water:
+        modeller.addSolvent(forcefield, model="tip3p", padding=solvent.padding_nm * unit.nanometer)
+        options |= {"nonbondedMethod": app.PME, "nonbondedCutoff": solvent.cutoff_nm * unit.nanometer}
+    else:
+        options["nonbondedMethod"] = app.NoCutoff
+    system = forcefield.createSystem(modeller.topology, **options)
+    if solvent.native_obc2:
+        replace_custom_obc2_with_native(system)
+    return modeller.topology, modeller.positions, system
+
+
+# Offset between the atomic radius and the "or" parameter of OpenMM's OBC2 CustomGBForce, nm.
+OBC2_RADIUS_OFFSET_NM = 0.009
+
+
+def replace_custom_obc2_with_native(system: openmm.System) -> None:
+    """Swap the CustomGBForce made by implicit/obc2.xml for the equivalent native GBSAOBCForce.
+
+    The custom force stores per atom (charge, or = radius - 0.009 nm, sr = scale * or); the native
+    force takes (charge, radius nm, scale) and implements the same OBC2 (alpha 1, beta 0.8, gamma 4.85)
+    Born radii, dielectrics 1 / 78.5 and ACE surface term (2.25936 kJ/mol/nm^2).
+    """
+    custom = [i for i, force in enumerate(system.getForces()) if isinstance(force, openmm.CustomGBForce)]
+    if len(custom) != 1:
+        raise RuntimeError(f"expected one CustomGBForce from implicit/obc2.xml, found {len(custom)}")
+    custom_force = system.getForce(custom[0])
+    names = [
+        custom_force.getPerParticleParameterName(i) for i in range(custom_force.getNumPerParticleParameters())
+    ]
+    if names != ["charge", "or", "sr"]:
+        raise RuntimeError(f"implicit/obc2.xml CustomGBForce has parameters {names}, expected charge/or/sr")
+    native = openmm.GBSAOBCForce()
+    native.setSolventDielectric(78.5)
+    native.setSoluteDielectric(1.0)
+    native.setNonbondedMethod(openmm.GBSAOBCForce.NoCutoff)
+    for atom in range(custom_force.getNumParticles()):
+        charge, offset_radius_nm, scaled_radius_nm = custom_force.getParticleParameters(atom)
+        native.addParticle(
+            charge, offset_radius_nm + OBC2_RADIUS_OFFSET_NM, scaled_radius_nm / offset_radius_nm
+        )
+    native.setForceGroup(custom_force.getForceGroup())
+    system.removeForce(custom[0])
+    system.addForce(native)
+
+
+def heavy_atom_indices(topology: app.Topology) -> np.ndarray:
+    """Peptide heavy atoms (water and ions excluded), in topology order."""
+    water_and_ions = {"HOH", "WAT", "NA", "CL", "K", "Na+", "Cl-"}
+    return np.array(
+        [
+            atom.index
+            for atom in topology.atoms()
+            if atom.residue.name not in water_and_ions
+            and (atom.element is None or atom.element.symbol != "H")
+        ],
+        dtype=np.int64,
+    )
+
+
+def make_integrator(protocol: SimulationProtocol, seed: int) -> openmm.LangevinMiddleIntegrator:
+    integrator = openmm.LangevinMiddleIntegrator(
+        protocol.temperature_K * unit.kelvin,
+        protocol.friction_per_ps / unit.picosecond,
+        protocol.timestep_fs * unit.femtosecond,
+    )
+    integrator.setRandomNumberSeed(seed)
+    return integrator
+
+
+def add_barostat(system: openmm.System, protocol: SimulationProtocol, seed: int) -> None:
+    barostat = openmm.MonteCarloBarostat(
+        SOLVENT_PRESETS[protocol.solvent].pressure_bar * unit.bar, protocol.temperature_K * unit.kelvin
+    )
+    barostat.setRandomNumberSeed(seed)
+    system.addForce(barostat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Trajectory files
+
+
+def append_xtc(path: Path, xyz_nm: np.ndarray, time_ps: np.ndarray) -> None:
+    """Append frames to an XTC file. XTC frames are self-contained, so files concatenate byte-wise."""
+    chunk = path.with_suffix(".chunk.xtc")
+    with XTCTrajectoryFile(str(chunk), "w") as handle:
+        handle.write(xyz_nm.astype(np.float32), time=time_ps.astype(np.float32))
+    with open(path, "ab") as out, open(chunk, "rb") as src:
+        shutil.copyfileobj(src, out)
+    chunk.unlink()
+
+
+def truncate_xtc(path: Path, num_frames: int) -> None:
+    """Keep the first num_frames frames of path (frames written after the last checkpoint are dropped)."""
+    if num_frames == 0:
+        path.unlink(missing_ok=True)
+        return
+    if not path.is_file():
+        raise RuntimeError(f"{path}: missing, but the checkpoint says it holds {num_frames} frames")
+    with XTCTrajectoryFile(str(path), "r") as handle:
+        xyz, time_ps, _, _ = handle.read(n_frames=num_frames)
+    if len(xyz) < num_frames:
+        raise RuntimeError(
+            f"{path}: holds {len(xyz)} frames, but the checkpoint says {num_frames}; delete the .tmp dir"
+        )
+    rewritten = path.with_suffix(".truncated.xtc")
+    with XTCTrajectoryFile(str(rewritten), "w") as handle:
+        handle.write(xyz, time=time_ps)
+    os.replace(rewritten, path)
+
+
+class FrameBuffer:
+    """Heavy-atom frames waiting to be superposed on frame 0 and appended to one XTC file."""
+
+    def __init__(self, path: Path, interval_ps: float, reference: mdtraj.Trajectory, num_written: int):
+        self.path, self.interval_ps, self.reference = path, interval_ps, reference
+        self.num_written = num_written  # frames already on disk
+        self._xyz_nm: list[np.ndarray] = []
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_written + len(self._xyz_nm)
+
+    def add(self, xyz_nm: np.ndarray) -> None:
+        self._xyz_nm.append(xyz_nm)
+
+    def flush(self) -> None:
+        if not self._xyz_nm:
+            return
+        frames = mdtraj.Trajectory(np.stack(self._xyz_nm), self.reference.topology)
+        frames.superpose(self.reference)
+        time_ps = self.interval_ps * np.arange(self.num_written, self.num_frames)
+        append_xtc(self.path, frames.xyz, time_ps)
+        self.num_written = self.num_frames
+        self._xyz_nm = []
+
+
+# ---------------------------------------------------------------------------------------------------
+# One peptide
+
+
+class SimulationInterrupted(RuntimeError):
+    """Raised by a progress callback to stop a run (tests use it to simulate a crash)."""
+
+
+ProgressCallback = Callable[[float], None]  # called with production ps advanced since the last call
+
+
+@dataclass
+class _Progress:
+    """Counters saved with every checkpoint."""
+
+    step: int = 0  # production steps done
+    coarse_frames: int = 0
+    fine_frames: int = 0
+    wall_s: float = 0.0  # all sessions, set-up included
+    production_wall_s: float = 0.0
+    resumed_times: int = 0
+
+
+def simulate_peptide(
+    sequence: str,
+    out_dir: str | Path,
+    protocol: SimulationProtocol,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> PeptideSimulationRecord:
+    """Simulate one peptide into out_dir/NAME/; resume from out_dir/NAME.tmp/ if a checkpoint is there.
+
+    A finished peptide (out_dir/NAME/info.json exists) is not re-run: its record is returned.
+    """
+    name = check_sequence(sequence)
+    out_dir = Path(out_dir)
+    final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
+    if is_finished(out_dir, name):
+        return PeptideSimulationRecord(**json.loads((final_dir / INFO_FILE).read_text()))
+    if final_dir.exists():
+        raise RuntimeError(
+            f"{final_dir} exists but has no {INFO_FILE}: not written by simulate; move it away"
+        )
+
+    session_start = time.perf_counter()
+    platform = select_platform(protocol.platform)
+    properties = platform_properties(platform, protocol.threads)
+    resume_path = work_dir / RESUME_FILE
+    if resume_path.is_file():
+        context, topology, counters = _resume(work_dir, protocol, seed, platform, properties)
+    else:
+        if work_dir.exists():  # crashed before the first checkpoint: start this peptide again
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        context, topology = _equilibrate(work_dir, protocol, name, seed, platform, properties)
+        counters = _Progress()
+
+    heavy = heavy_atom_indices(topology)
+    pdb_path = work_dir / f"{name}.pdb"
+    if counters.step == 0:
+        reference = _heavy_frame(context, topology, heavy)
+        reference.save_pdb(str(pdb_path))
+    reference = mdtraj.load(str(pdb_path))
+    coarse = FrameBuffer(
+        work_dir / f"{name}.xtc", protocol.save_interval_ps, reference, counters.coarse_frames
+    )
+    fine = FrameBuffer(
+        work_dir / f"{name}_fine.xtc", protocol.fine_interval_fs / 1000.0, reference, counters.fine_frames
+    )
+
+    _run_production(context, protocol, heavy, coarse, fine, counters, work_dir, session_start, progress)
+    wall_s = counters.wall_s + time.perf_counter() - session_start
+    # Production only (set-up excluded), summed over sessions when the run was resumed.
+    production_ns = counters.step * protocol.timestep_fs * 1e-6
+    ns_per_day = (
+        production_ns / counters.production_wall_s * 86400.0 if counters.production_wall_s > 0 else 0.0
+    )
+    solvent = SOLVENT_PRESETS[protocol.solvent]
+    record = PeptideSimulationRecord(
+        sequence=name,
+        forcefield="amber14-all",
+        solvent=solvent.description,
+        temperature_K=protocol.temperature_K,
+        friction_per_ps=protocol.friction_per_ps,
+        timestep_fs=protocol.timestep_fs,
+        constraints=protocol.constraints,
+        equilibration_ps=protocol.equilibration_ps,
+        production_ns=protocol.production_ns,
+        coarse_interval_ps=protocol.save_interval_ps,
+        fine_interval_fs=protocol.fine_interval_fs,
+        fine_length_ps=protocol.fine_length_ps,
+        termini="uncapped zwitterion",
+        platform=f"OpenMM {platform.getName()}",
+        seed=seed,
+        wall_s=round(wall_s, 1),
+        openmm=openmm.__version__,
+        solvent_preset=solvent.name,
+        forcefield_files=list(solvent.forcefield_files),
+        hydrogen_mass_amu=protocol.hydrogen_mass_amu,
+        minimization_max_iterations=protocol.minimization_max_iterations,
+        pressure_bar=solvent.pressure_bar if solvent.explicit_water else None,
+        threads=protocol.threads if platform.getName() == "CPU" else 1,
+        num_frames=coarse.num_frames,
+        num_fine_frames=fine.num_frames,
+        first_frame_time_ps=0.0,
+        num_heavy_atoms=len(heavy),
+        superposed_on="production frame 0, all heavy atoms (mdtraj superpose)",
+        production_ns_per_day=round(ns_per_day, 1),
+        resumed_times=counters.resumed_times,
+        note=protocol.note,
+        files={"topology": f"{name}.pdb", "trajectory": f"{name}.xtc"}
+        | ({"fine_trajectory": f"{name}_fine.xtc"} if fine.num_frames else {}),
+    )
+    _finish(work_dir, final_dir, record)
+    return record
+
+
+def _equilibrate(
+    work_dir: Path,
+    protocol: SimulationProtocol,
+    name: str,
+    seed: int,
+    platform: openmm.Platform,
+    properties: dict[str, str],
+) -> tuple[openmm.Context, app.Topology]:
+    """Minimise and equilibrate (NVT); for explicit water then add the barostat for NPT production."""
+    topology, positions, system = create_system(protocol, name)
+    integrator = make_integrator(protocol, seed)
+    context = openmm.Context(system, integrator, platform, properties)
+    context.setPositions(positions)
+    openmm.LocalEnergyMinimizer.minimize(context, maxIterations=protocol.minimization_max_iterations)
+    context.setVelocitiesToTemperature(protocol.temperature_K * unit.kelvin, seed)
+    integrator.step(protocol.steps_in(protocol.equilibration_ps * 1000.0, "equilibration_ps"))
+    if SOLVENT_PRESETS[protocol.solvent].explicit_water:
+        add_barostat(system, protocol, seed)
+        context.reinitialize(preserveState=True)
+    # The system and topology are saved so a resume never depends on rebuilding them identically.
+    (work_dir / SYSTEM_FILE).write_text(openmm.XmlSerializer.serialize(system))
+    state = context.getState(getPositions=True)
+    with open(work_dir / START_FILE, "w") as handle:
+        app.PDBFile.writeFile(topology, state.getPositions(), handle)
+    return context, topology
+
+
+def _resume(
+    work_dir: Path,
+    protocol: SimulationProtocol,
+    seed: int,
+    platform: openmm.Platform,
+    properties: dict[str, str],
+) -> tuple[openmm.Context, app.Topology, _Progress]:
+    saved = np.load(work_dir / RESUME_FILE)
+    system = openmm.XmlSerializer.deserialize((work_dir / SYSTEM_FILE).read_text())
+    topology = app.PDBFile(str(work_dir / START_FILE)).topology
+    context = openmm.Context(system, make_integrator(protocol, seed), platform, properties)
+    context.loadCheckpoint(saved["checkpoint"].tobytes())
+    counters = _Progress(**{key: saved[key].item() for key in _Progress.__dataclass_fields__})
+    counters.resumed_times += 1
+    name = work_dir.name.removesuffix(WORK_SUFFIX)
+    truncate_xtc(work_dir / f"{name}.xtc", counters.coarse_frames)
+    truncate_xtc(work_dir / f"{name}_fine.xtc", counters.fine_frames)
+    return context, topology, counters
+
+
+def _heavy_frame(context: openmm.Context, topology: app.Topology, heavy: np.ndarray) -> mdtraj.Trajectory:
+    xyz_nm = _heavy_positions_nm(context, heavy)
+    md_topology = mdtraj.Topology.from_openmm(topology).subset(heavy)
+    return mdtraj.Trajectory(xyz_nm[None], md_topology)
+
+
+def _heavy_positions_nm(context: openmm.Context, heavy: np.ndarray) -> np.ndarray:
+    # enforcePeriodicBox=False keeps the peptide whole in explicit water.
+    state = context.getState(getPositions=True, enforcePeriodicBox=False)
+    return state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)[heavy].astype(np.float32)
+
+
+def _run_production(
+    context: openmm.Context,
+    protocol: SimulationProtocol,
+    heavy: np.ndarray,
+    coarse: FrameBuffer,
+    fine: FrameBuffer,
+    counters: _Progress,
+    work_dir: Path,
+    session_start: float,
+    progress: ProgressCallback | None,
+) -> None:
+    """Step from counters.step to the last frame, recording frames and checkpointing as it goes."""
+    coarse_every = protocol.steps_in(protocol.save_interval_ps * 1000.0)
+    fine_every = protocol.steps_in(protocol.fine_interval_fs) if protocol.num_fine_frames else 0
+    checkpoint_every = protocol.steps_in(protocol.checkpoint_interval_ps * 1000.0)
+    last_step = max((protocol.num_frames - 1) * coarse_every, (protocol.num_fine_frames - 1) * fine_every)
+    integrator = context.getIntegrator()
+    production_start = time.perf_counter()
+    production_wall_before = counters.production_wall_s
+    step = counters.step
+    while True:
+        # Frame k of a file is taken at step k * interval; the counters say which frame is due next.
+        if coarse.num_frames < protocol.num_frames and step == coarse.num_frames * coarse_every:
+            coarse.add(_heavy_positions_nm(context, heavy))
+        if fine.num_frames < protocol.num_fine_frames and step == fine.num_frames * fine_every:
+            fine.add(_heavy_positions_nm(context, heavy))
+        if step == last_step or (step > counters.step and step % checkpoint_every == 0):
+            counters.production_wall_s = production_wall_before + time.perf_counter() - production_start
+            _checkpoint(context, coarse, fine, counters, step, work_dir, session_start)
+        if step == last_step:
+            return
+        next_step = min(
+            (step // coarse_every + 1) * coarse_every,
+            (step // checkpoint_every + 1) * checkpoint_every,
+            last_step,
+        )
+        if fine.num_frames < protocol.num_fine_frames:
+            next_step = min(next_step, (step // fine_every + 1) * fine_every)
+        integrator.step(next_step - step)
+        if progress is not None:
+            progress((next_step - step) * protocol.timestep_fs / 1000.0)
+        step = next_step
+
+
+def _checkpoint(
+    context: openmm.Context,
+    coarse: FrameBuffer,
+    fine: FrameBuffer,
+    counters: _Progress,
+    step: int,
+    work_dir: Path,
+    session_start: float,
+) -> None:
+    """Flush frames, then atomically replace the resume file: it is the single source of truth."""
+    coarse.flush()
+    fine.flush()
+    counters.step, counters.coarse_frames, counters.fine_frames = step, coarse.num_written, fine.num_written
+    wall_s = counters.wall_s + time.perf_counter() - session_start
+    values = asdict(counters) | {"wall_s": wall_s}
+    partial = work_dir / "resume.partial.npz"
+    np.savez(partial, checkpoint=np.frombuffer(context.createCheckpoint(), dtype=np.uint8), **values)
+    os.replace(partial, work_dir / RESUME_FILE)
+
+
+def _finish(work_dir: Path, final_dir: Path, record: PeptideSimulationRecord) -> None:
+    for scratch in (RESUME_FILE, SYSTEM_FILE, START_FILE):
+        (work_dir / scratch).unlink(missing_ok=True)
+    record.write(work_dir / INFO_FILE)
+    os.replace(work_dir, final_dir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Many peptides
+
+
+def simulate_peptides(
+    sequences: Sequence[str],
+    out_dir: str | Path,
+    protocol: SimulationProtocol,
+    base_seed: int = 0,
+    n_jobs: int = 1,
+    show_progress: bool = True,
+) -> list[PeptideSimulationRecord]:
+    """Simulate each sequence (n_jobs in parallel, spawned processes); finished peptides are skipped."""
+    from tqdm import tqdm
+
+    names = [check_sequence(sequence) for sequence in sequences]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate sequences in {list(sequences)}")
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs} must be >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [name for name in names if not is_finished(out_dir, name)]
+    bar = tqdm(
+        total=round(len(todo) * protocol.production_ns, 6),
+        unit="ns",
+        desc=f"MD of {len(todo)}/{len(names)} peptides",
+        disable=not show_progress,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep nohup logs short
+        bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} ns [{elapsed}<{remaining}]",
+    )
+    if n_jobs == 1 or len(todo) <= 1:
+        for name in todo:
+            simulate_peptide(
+                name, out_dir, protocol, peptide_seed(base_seed, name), lambda ps: bar.update(ps / 1000)
+            )
+    else:
+        _simulate_in_processes(todo, out_dir, protocol, base_seed, n_jobs, bar)
+    bar.close()
+    return [PeptideSimulationRecord(**json.loads((out_dir / name / INFO_FILE).read_text())) for name in names]
+
+
+def _simulate_in_processes(names, out_dir, protocol, base_seed, n_jobs, bar) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would copy OpenMM/torch thread state
+    with context.Manager() as manager, ProcessPoolExecutor(n_jobs, mp_context=context) as pool:
+        ps_done = manager.Queue()
+        futures = {
+            pool.submit(
+                _simulate_worker, name, out_dir, protocol, peptide_seed(base_seed, name), ps_done
+            ): name
+            for name in names
+        }
+        while not all(future.done() for future in futures):
+            _drain(ps_done, bar, timeout_s=1.0)
+        _drain(ps_done, bar, timeout_s=0.0)
+        failures = {futures[f]: f.exception() for f in futures if f.exception() is not None}
+    if failures:
+        details = "; ".join(f"{name}: {error!r}" for name, error in failures.items())
+        raise RuntimeError(f"simulation failed for {sorted(failures)}: {details}")
+
+
+def _drain(queue, bar, timeout_s: float) -> None:
+    import queue as queue_module
+
+    try:
+        bar.update(queue.get(timeout=timeout_s) / 1000) if timeout_s else None
+        while True:
+            bar.update(queue.get_nowait() / 1000)
+    except queue_module.Empty:
+        pass
+
+
+def _simulate_worker(name, out_dir, protocol, seed, ps_done) -> None:
+    simulate_peptide(name, out_dir, protocol, seed, progress=ps_done.put)
