@@ -140,6 +140,9 @@ def test_interrupted_run_resumes_to_the_same_trajectory(finished, tmp_path):
         work_dir / f"{NAME}.xtc", np.zeros((3, HEAVY_ATOMS, 3), np.float32), np.array([90.0, 91.0, 92.0])
     )
 
+    with pytest.raises(RuntimeError, match="another protocol or seed"):
+        simulate_peptide(NAME, tmp_path, replace(PROTOCOL, temperature_K=300.0), SEED)
+
     record = simulate_peptide(NAME, tmp_path, PROTOCOL, SEED)
     assert record.resumed_times == 1
     resumed, reference = _load(tmp_path, NAME), _load(reference_dir, NAME)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import sys
 import time
@@ -410,6 +411,14 @@ class _Progress:
     wall_s: float = 0.0  # all sessions, set-up included
     production_wall_s: float = 0.0
     resumed_times: int = 0
+    run_identity: str = ""  # see ``run_identity``; a resume must match it
+
+
+def run_identity(protocol: SimulationProtocol, seed: int) -> str:
+    """What a checkpoint was made with; resuming under anything else would mix two protocols in one file."""
+    changeable = {"threads", "note"}  # do not change the trajectory's meaning
+    fields = {key: value for key, value in asdict(protocol).items() if key not in changeable}
+    return json.dumps(fields | {"seed": seed}, sort_keys=True)
 
 
 def simulate_peptide(
@@ -444,7 +453,7 @@ def simulate_peptide(
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
         context, topology = _equilibrate(work_dir, protocol, name, seed, platform, properties)
-        counters = _Progress()
+        counters = _Progress(run_identity=run_identity(protocol, seed))
 
     heavy = heavy_atom_indices(topology)
     pdb_path = work_dir / f"{name}.pdb"
@@ -461,13 +470,27 @@ def simulate_peptide(
 
     _run_production(context, protocol, heavy, coarse, fine, counters, work_dir, session_start, progress)
     wall_s = counters.wall_s + time.perf_counter() - session_start
+    record = _make_record(name, protocol, seed, platform, counters, len(heavy), wall_s)
+    _finish(work_dir, final_dir, record)
+    return record
+
+
+def _make_record(
+    name: str,
+    protocol: SimulationProtocol,
+    seed: int,
+    platform: openmm.Platform,
+    counters: _Progress,
+    num_heavy_atoms: int,
+    wall_s: float,
+) -> PeptideSimulationRecord:
     # Production only (set-up excluded), summed over sessions when the run was resumed.
     production_ns = counters.step * protocol.timestep_fs * 1e-6
     ns_per_day = (
         production_ns / counters.production_wall_s * 86400.0 if counters.production_wall_s > 0 else 0.0
     )
     solvent = SOLVENT_PRESETS[protocol.solvent]
-    record = PeptideSimulationRecord(
+    return PeptideSimulationRecord(
         sequence=name,
         forcefield="amber14-all",
         solvent=solvent.description,
@@ -491,19 +514,17 @@ def simulate_peptide(
         minimization_max_iterations=protocol.minimization_max_iterations,
         pressure_bar=solvent.pressure_bar if solvent.explicit_water else None,
         threads=protocol.threads if platform.getName() == "CPU" else 1,
-        num_frames=coarse.num_frames,
-        num_fine_frames=fine.num_frames,
+        num_frames=counters.coarse_frames,
+        num_fine_frames=counters.fine_frames,
         first_frame_time_ps=0.0,
-        num_heavy_atoms=len(heavy),
+        num_heavy_atoms=num_heavy_atoms,
         superposed_on="production frame 0, all heavy atoms (mdtraj superpose)",
         production_ns_per_day=round(ns_per_day, 1),
         resumed_times=counters.resumed_times,
         note=protocol.note,
         files={"topology": f"{name}.pdb", "trajectory": f"{name}.xtc"}
-        | ({"fine_trajectory": f"{name}_fine.xtc"} if fine.num_frames else {}),
+        | ({"fine_trajectory": f"{name}_fine.xtc"} if counters.fine_frames else {}),
     )
-    _finish(work_dir, final_dir, record)
-    return record
 
 
 def _equilibrate(
@@ -541,6 +562,12 @@ def _resume(
     properties: dict[str, str],
 ) -> tuple[openmm.Context, app.Topology, _Progress]:
     saved = np.load(work_dir / RESUME_FILE)
+    if saved["run_identity"].item() != run_identity(protocol, seed):
+        raise RuntimeError(
+            f"{work_dir / RESUME_FILE} was made with another protocol or seed:\n  saved:   "
+            f"{saved['run_identity'].item()}\n  current: {run_identity(protocol, seed)}\n"
+            f"rerun with the saved settings or delete {work_dir}"
+        )
     system = openmm.XmlSerializer.deserialize((work_dir / SYSTEM_FILE).read_text())
     topology = app.PDBFile(str(work_dir / START_FILE)).topology
     context = openmm.Context(system, make_integrator(protocol, seed), platform, properties)
@@ -678,10 +705,12 @@ def simulate_peptides(
     return [PeptideSimulationRecord(**json.loads((out_dir / name / INFO_FILE).read_text())) for name in names]
 
 
-def _simulate_in_processes(names, out_dir, protocol, base_seed, n_jobs, bar) -> None:
-    context = multiprocessing.get_context("spawn")  # fork would copy OpenMM/torch thread state
+def _simulate_in_processes(
+    names: list[str], out_dir: Path, protocol: SimulationProtocol, base_seed: int, n_jobs: int, bar
+) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would copy OpenMM's threads and locks
     with context.Manager() as manager, ProcessPoolExecutor(n_jobs, mp_context=context) as pool:
-        ps_done = manager.Queue()
+        ps_done = manager.Queue()  # workers report production ps; this process draws one bar
         futures = {
             pool.submit(
                 _simulate_worker, name, out_dir, protocol, peptide_seed(base_seed, name), ps_done
@@ -689,24 +718,24 @@ def _simulate_in_processes(names, out_dir, protocol, base_seed, n_jobs, bar) -> 
             for name in names
         }
         while not all(future.done() for future in futures):
-            _drain(ps_done, bar, timeout_s=1.0)
-        _drain(ps_done, bar, timeout_s=0.0)
+            _drain_progress(ps_done, bar, wait_s=1.0)
+        _drain_progress(ps_done, bar, wait_s=0.0)
         failures = {futures[f]: f.exception() for f in futures if f.exception() is not None}
     if failures:
         details = "; ".join(f"{name}: {error!r}" for name, error in failures.items())
         raise RuntimeError(f"simulation failed for {sorted(failures)}: {details}")
 
 
-def _drain(queue, bar, timeout_s: float) -> None:
-    import queue as queue_module
-
+def _drain_progress(ps_done, bar, wait_s: float) -> None:
+    """Move every reported production ps onto the bar, waiting up to wait_s for the first."""
     try:
-        bar.update(queue.get(timeout=timeout_s) / 1000) if timeout_s else None
+        ps = ps_done.get(timeout=wait_s) if wait_s > 0 else ps_done.get_nowait()
         while True:
-            bar.update(queue.get_nowait() / 1000)
-    except queue_module.Empty:
+            bar.update(ps / 1000.0)
+            ps = ps_done.get_nowait()
+    except queue.Empty:
         pass
 
 
-def _simulate_worker(name, out_dir, protocol, seed, ps_done) -> None:
+def _simulate_worker(name: str, out_dir: Path, protocol: SimulationProtocol, seed: int, ps_done) -> None:
     simulate_peptide(name, out_dir, protocol, seed, progress=ps_done.put)
