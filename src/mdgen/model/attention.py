@@ -18,10 +18,11 @@ class SinkAttention(nn.Module):
     is never masked. It gives each query a learnable "attend to nothing" option and keeps rows whose
     real keys are all masked finite (padded residues in frame attention see only the sink).
 
-    The sink key is not rotated. The original rotates it as position `S` (one past the last key),
-    which makes every score against it depend on the sequence length, so padding a batch would change
-    the outputs of real residues. Unrotated, the sink score depends only on the query. Parameter
-    count is the same either way.
+    The sink key is not rotated, i.e. it sits at position 0, and callers number positions from 0 at the
+    first real element (MDGenNetwork does), so its scores depend only on a query's offset from the start
+    of the sequence. The original rotates it as position S (one past the last key), which ties every
+    sink score to the sequence length: padding a batch would change the outputs of real residues.
+    Parameter count is the same either way.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, rotary_base: float = 10000.0):

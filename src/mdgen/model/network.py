@@ -49,9 +49,9 @@ class MDGenNetwork(nn.Module):
         design: append a 20-channel residue-identity simplex to input and output (C = token_dim + 20)
             and add the frame-pooled logits head.
         use_aa_emb: embed aatype in the trunk; the original design recipe turns it off (--no_aa_emb).
-        residue_pos_emb: "rotary": relative positions of `residue_index` via rotary attention only (any
-            length, crop-safe); "table": also add the original fixed sinusoidal table of residue_index
-            (needs max_residues; the original tetrapeptide setting).
+        residue_pos_emb: "rotary": residue positions enter through rotary attention only (any length,
+            crop-safe); "table": also add the original fixed sinusoidal table of the position within the
+            crop (needs max_residues; the original tetrapeptide setting, which also used rotary).
         max_residues: rows of the sinusoidal table; required for residue_pos_emb="table".
         time_multiplier: flow time is scaled by this before the sinusoid (original 100).
         rotary_base: rotary frequency base (10000).
@@ -95,9 +95,8 @@ class MDGenNetwork(nn.Module):
         self.token_embed = linear(self.out_dim, embed_dim)
         self.cond_embed = linear(token_dim, embed_dim)
         self.cond_mask_embed = nn.Embedding(2, embed_dim)
-        self.residue_table = None
-        if residue_pos_emb == "table":
-            self.register_buffer("residue_table", sinusoidal_table(max_residues, embed_dim), persistent=False)
+        table = sinusoidal_table(max_residues, embed_dim) if residue_pos_emb == "table" else None
+        self.register_buffer("residue_table", table, persistent=False)  # (max_residues, D) or None
         self.time_embed = TimeEmbedder(embed_dim, time_multiplier=time_multiplier)
 
         trunk_layers = [
@@ -141,21 +140,22 @@ class MDGenNetwork(nn.Module):
         if x_t.shape[-1] != self.out_dim:
             raise ValueError(f"x_t has {x_t.shape[-1]} channels, the network expects {self.out_dim}")
         residue_mask = residue_mask.bool()
-        h = (
-            self.token_embed(x_t) + self.cond_embed(x_cond) + self.cond_mask_embed(cond_mask.long())
-        )  # (B, T, L, D)
+        residue_positions = _positions_from_first_real(residue_index, residue_mask)  # (B, L)
+        # Noisy tokens, known tokens and which tokens are known, all embedded additively: (B, T, L, D).
+        h = self.token_embed(x_t) + self.cond_embed(x_cond) + self.cond_mask_embed(cond_mask.long())
         if self.residue_table is not None:
-            h = h + self.residue_table[residue_index][:, None]  # (B, 1, L, D)
+            # Padded residues may carry any index; real ones past the table end fail loudly here.
+            h = (
+                h + self.residue_table[torch.where(residue_mask, residue_positions, 0)][:, None]
+            )  # (B, 1, L, D)
         c = self.time_embed(t)  # (B, D)
 
         simplex_mean = x_t[..., -NUM_AMINO_ACIDS:].mean(dim=1) if self.design else None  # (B, L, 20)
-        trunk = self.trunk(
-            c, key_rots, key_trans, aatype, residue_mask, residue_index, simplex_mean
-        )  # (B, L, D)
-        h = h + trunk[:, None]
+        trunk = self.trunk(c, key_rots, key_trans, aatype, residue_mask, residue_positions, simplex_mean)
+        h = h + trunk[:, None]  # (B, L, D) key-frame encoding, the same for every frame
         for block in self.blocks:
             h = run_layer(
-                block, h, c, residue_mask, residue_index, grad_checkpointing=self.grad_checkpointing
+                block, h, c, residue_mask, residue_positions, grad_checkpointing=self.grad_checkpointing
             )
 
         velocity = self.final_layer(h, c)  # (B, T, L, C)
@@ -166,6 +166,19 @@ class MDGenNetwork(nn.Module):
         return NetworkOutput(
             torch.cat([velocity[..., :-NUM_AMINO_ACIDS], per_frame_logits], dim=-1), aa_logits
         )
+
+
+def _positions_from_first_real(residue_index: Tensor, residue_mask: Tensor) -> Tensor:
+    """Chain positions counted from the first real residue of each sample: (B, L) int, (B, L) bool -> (B, L).
+
+    Attention only sees position differences, except against the unrotated sink (position 0), so
+    starting every sequence at 0 makes the output independent of where a crop starts in its chain,
+    and the table option indexes crop positions 0..L-1 as the original did.
+    """
+    first_real = torch.where(residue_mask, residue_index, residue_index.amax()).amin(
+        1, keepdim=True
+    )  # (B, 1)
+    return residue_index - first_real
 
 
 def sinusoidal_table(length: int, dim: int) -> Tensor:
