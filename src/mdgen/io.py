@@ -1,0 +1,292 @@
+"""Read MD trajectories into atom14 arrays and write atom14 back to PDB + XTC (mdtraj underneath).
+
+Only heavy atoms of the 20 standard residues are kept: hydrogens and the C-terminal OXT are
+dropped on read (logged once per file); anything else that does not fit the atom14 layout is an
+error. Coordinates are float32 Å here and nm inside mdtraj.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+
+from mdgen import constants as rc
+
+logger = logging.getLogger(__name__)
+
+TRAJECTORY_SUFFIXES = (".xtc", ".dcd", ".h5", ".pdb")
+_NM_PER_ANGSTROM = 0.1
+_DROPPED_ATOMS = frozenset({"OXT"})  # terminal carboxylate O: not part of atom14
+# Prochiral methyls named by IUPAC: the dihedral over (first, b, c, last) is positive. Builders do not
+# always follow it (the shared Leu MD swaps CD1/CD2), and the ideal side chain assumes it.
+_IUPAC_POSITIVE_IMPROPERS = {"LEU": ("CD1", "CB", "CG", "CD2"), "VAL": ("CG1", "CA", "CB", "CG2")}
+_RESNAME_ALIASES = {
+    # Protonation/force-field variants of standard residues (mdtraj maps most of these for PDB only).
+    "HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
+    "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS",
+}  # fmt: skip
+
+
+class TrajectoryError(ValueError):
+    """A trajectory file cannot be read or written as requested; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    atom14: np.ndarray  # (T, L, 14, 3) float32 Å; zero where atom14_mask is False
+    atom14_mask: np.ndarray  # (L, 14) bool, atoms present in the file
+    aatype: np.ndarray  # (L,) int64, RESTYPES order
+    timestep_ps: float  # time between stored frames (stride included); nan when the file has no time
+    sequence: str  # one-letter, length L
+    residue_index: np.ndarray  # (L,) int64, 0-based position in the chain
+    source: str  # the file the coordinates came from
+
+    @property
+    def num_frames(self) -> int:
+        return self.atom14.shape[0]
+
+    @property
+    def num_residues(self) -> int:
+        return self.atom14.shape[1]
+
+
+def read_trajectory(
+    topology_path: str | os.PathLike, trajectory_path: str | os.PathLike | None = None, stride: int = 1
+) -> Trajectory:
+    """PDB topology (+ XTC/DCD/H5/PDB trajectory; None reads the topology's models) -> Trajectory."""
+    topology_path = Path(topology_path)
+    coordinates_path = topology_path if trajectory_path is None else Path(trajectory_path)
+    if stride < 1:
+        raise TrajectoryError(f"{coordinates_path}: stride must be >= 1, got {stride}")
+    for path in {topology_path, coordinates_path}:
+        if not path.is_file():
+            raise TrajectoryError(f"{path}: file not found")
+    if coordinates_path.suffix.lower() not in TRAJECTORY_SUFFIXES:
+        raise TrajectoryError(
+            f"{coordinates_path}: unsupported trajectory format (use {TRAJECTORY_SUFFIXES})"
+        )
+
+    topology = _load_topology(topology_path)
+    num_file_atoms = _count_trajectory_atoms(coordinates_path)
+    if num_file_atoms != topology.n_atoms:
+        raise TrajectoryError(
+            f"atom count mismatch: topology {topology_path} has {topology.n_atoms} atoms, "
+            f"trajectory {coordinates_path} has {num_file_atoms}"
+        )
+    try:
+        traj = md.load(str(coordinates_path), top=topology, stride=stride)
+    except Exception as err:  # mdtraj raises many types for corrupt files; keep its message
+        raise TrajectoryError(f"{coordinates_path}: cannot read trajectory ({err})") from err
+
+    layout = _atom14_layout(topology, topology_path)
+    xyz = traj.xyz[:, layout.atom_indices] / _NM_PER_ANGSTROM  # (T, n_kept, 3) Å
+    if not np.isfinite(xyz).all():
+        bad_frame = int(np.nonzero(~np.isfinite(xyz).all(axis=(1, 2)))[0][0])
+        raise TrajectoryError(f"{coordinates_path}: non-finite (NaN/inf) coordinates in frame {bad_frame}")
+    atom14 = np.zeros((traj.n_frames, len(layout.aatype), 14, 3), dtype=np.float32)
+    atom14[:, layout.residue_slots, layout.atom14_slots] = xyz
+    _rename_prochiral_atoms_to_iupac(atom14, layout, coordinates_path)
+    return Trajectory(
+        atom14=atom14,
+        atom14_mask=layout.atom14_mask,
+        aatype=layout.aatype,
+        timestep_ps=_timestep_ps(traj, coordinates_path),
+        sequence="".join(rc.RESTYPES[a] for a in layout.aatype),
+        residue_index=np.arange(len(layout.aatype), dtype=np.int64),
+        source=str(coordinates_path),
+    )
+
+
+@dataclass(frozen=True)
+class _Atom14Layout:
+    aatype: np.ndarray  # (L,) int64
+    atom14_mask: np.ndarray  # (L, 14) bool
+    atom_indices: np.ndarray  # (n_kept,) topology atom indices of the kept heavy atoms
+    residue_slots: np.ndarray  # (n_kept,) residue position of each kept atom
+    atom14_slots: np.ndarray  # (n_kept,) atom14 slot of each kept atom
+
+
+def _load_topology(path: Path) -> md.Topology:
+    try:
+        return md.load_topology(str(path))
+    except Exception as err:
+        raise TrajectoryError(f"{path}: cannot read topology ({err})") from err
+
+
+def _count_trajectory_atoms(path: Path) -> int:
+    try:
+        suffix = path.suffix.lower()
+        if suffix in (".pdb", ".h5"):
+            return md.load_topology(str(path)).n_atoms
+        with md.open(str(path)) as handle:  # .xtc / .dcd: first frame only
+            return handle.read(n_frames=1)[0].shape[1]
+    except Exception as err:
+        raise TrajectoryError(f"{path}: cannot read trajectory ({err})") from err
+
+
+def _atom14_layout(topology: md.Topology, path: Path) -> _Atom14Layout:
+    aatype, atom_indices, residue_slots, atom14_slots = [], [], [], []
+    num_hydrogens = num_oxt = 0
+    for position, residue in enumerate(topology.residues):
+        resname = _RESNAME_ALIASES.get(residue.name, residue.name)
+        if resname not in rc.RESTYPE_3TO1:
+            raise TrajectoryError(f"{path}: non-standard residue {residue.name}{residue.resSeq}")
+        aatype.append(rc.RESTYPES.index(rc.RESTYPE_3TO1[resname]))
+        names = rc.ATOM14_NAMES[resname]
+        for atom in residue.atoms:
+            if atom.element is not None and atom.element.symbol in ("H", "D"):
+                num_hydrogens += 1
+                continue
+            if atom.name in _DROPPED_ATOMS:
+                num_oxt += 1
+                continue
+            if atom.name not in names:
+                raise TrajectoryError(
+                    f"{path}: atom {atom.name} does not belong to residue {residue.name}{residue.resSeq} "
+                    f"(atom14 layout {[n for n in names if n]})"
+                )
+            atom_indices.append(atom.index)
+            residue_slots.append(position)
+            atom14_slots.append(names.index(atom.name))
+    if not aatype:
+        raise TrajectoryError(f"{path}: topology has no residues")
+    if num_hydrogens or num_oxt:
+        logger.info("%s: dropped %d hydrogen and %d OXT atoms", path, num_hydrogens, num_oxt)
+
+    mask = np.zeros((len(aatype), 14), dtype=bool)
+    mask[residue_slots, atom14_slots] = True
+    if len(atom_indices) != int(mask.sum()):
+        raise TrajectoryError(f"{path}: an atom name occurs twice in one residue")
+    _check_complete_backbone(mask, topology, path)
+    return _Atom14Layout(
+        aatype=np.array(aatype, dtype=np.int64),
+        atom14_mask=mask,
+        atom_indices=np.array(atom_indices, dtype=np.int64),
+        residue_slots=np.array(residue_slots, dtype=np.int64),
+        atom14_slots=np.array(atom14_slots, dtype=np.int64),
+    )
+
+
+def _check_complete_backbone(mask: np.ndarray, topology: md.Topology, path: Path) -> None:
+    """Residue frames and psi need N, CA, C and O; a missing one is an error, never zeros."""
+    for position, residue in enumerate(topology.residues):
+        missing = [name for slot, name in enumerate(rc.BACKBONE_ATOMS) if not mask[position, slot]]
+        if missing:
+            raise TrajectoryError(
+                f"{path}: residue {residue.name}{residue.resSeq} lacks backbone atoms {missing}"
+            )
+
+
+def _rename_prochiral_atoms_to_iupac(atom14: np.ndarray, layout: _Atom14Layout, path: Path) -> None:
+    """Swap, in place, Leu CD1/CD2 and Val CG1/CG2 where frame 0 shows the non-IUPAC naming."""
+    swapped = []
+    for position, a in enumerate(layout.aatype):
+        quad = _IUPAC_POSITIVE_IMPROPERS.get(rc.RESNAMES3[a])
+        if quad is None:
+            continue
+        slots = [rc.ATOM14_NAMES[rc.RESNAMES3[a]].index(name) for name in quad]
+        if not layout.atom14_mask[position, slots].all():
+            continue
+        p1, p2, p3, p4 = atom14[0, position, slots]
+        if np.dot(p2 - p1, np.cross(p3 - p2, p4 - p3)) < 0:  # sign of the dihedral
+            atom14[:, position, [slots[0], slots[3]]] = atom14[:, position, [slots[3], slots[0]]]
+            swapped.append(f"{rc.RESNAMES3[a]}{position + 1}")
+    if swapped:
+        logger.info("%s: renamed prochiral methyls to IUPAC in %s", path, ", ".join(swapped))
+
+
+def _timestep_ps(traj: md.Trajectory, path: Path) -> float:
+    """Spacing of the stored (already strided) frames from the file's time stamps; nan if undefined."""
+    if path.suffix.lower() == ".pdb" or traj.n_frames < 2:
+        return float("nan")
+    steps = np.diff(traj.time.astype(np.float64))
+    timestep = float(np.median(steps))
+    if timestep <= 0 or np.abs(steps - timestep).max() > 1e-2 * timestep:
+        raise TrajectoryError(
+            f"{path}: time stamps are not evenly spaced (steps from {steps.min()} to {steps.max()} ps)"
+        )
+    return timestep
+
+
+def write_trajectory(
+    stem: str | os.PathLike,
+    atom14,
+    aatype,
+    *,
+    timestep_ps: float,
+    atom14_mask=None,
+) -> tuple[Path, Path]:
+    """Write `stem.pdb` (first frame, chain A, residues from 1) and `stem.xtc` (all frames).
+
+    atom14 (T, L, 14, 3) Å and aatype (L,) (numpy or torch); atom14_mask (L, 14) selects written
+    atoms (default: every atom of the residue type). XTC time of frame i is i * timestep_ps. Each
+    file appears atomically (written under a temporary name in the same directory, then renamed).
+    """
+    stem = Path(stem)
+    atom14, aatype = _as_numpy(atom14).astype(np.float32), _as_numpy(aatype).astype(np.int64)
+    if atom14.ndim != 4 or atom14.shape[2:] != (14, 3) or aatype.shape != atom14.shape[1:2]:
+        raise TrajectoryError(
+            f"{stem}: expected atom14 (T, L, 14, 3) and aatype (L,), got {atom14.shape}, {aatype.shape}"
+        )
+    if ((aatype < 0) | (aatype >= rc.UNKNOWN_AATYPE)).any():
+        raise TrajectoryError(
+            f"{stem}: cannot write unknown residue types (aatype outside 0..19): {aatype.tolist()}"
+        )
+    type_mask = rc.ATOM14_MASK[aatype]  # (L, 14)
+    mask = type_mask if atom14_mask is None else _as_numpy(atom14_mask).astype(bool)
+    if mask.shape != type_mask.shape or (mask & ~type_mask).any():
+        raise TrajectoryError(
+            f"{stem}: atom14_mask {mask.shape} sets atoms that the residue types do not have"
+        )
+    if not np.isfinite(atom14[:, mask]).all():
+        raise TrajectoryError(f"{stem}: non-finite (NaN/inf) coordinates")
+    if not timestep_ps > 0:
+        raise TrajectoryError(f"{stem}: timestep_ps must be > 0, got {timestep_ps}")
+
+    residue_slots, atom14_slots = np.nonzero(mask)  # row-major: residue order, then atom14 order
+    traj = md.Trajectory(
+        xyz=atom14[:, residue_slots, atom14_slots] * _NM_PER_ANGSTROM,
+        topology=_topology_for(aatype, mask),
+        time=np.arange(atom14.shape[0], dtype=np.float64) * timestep_ps,
+    )
+    pdb_path, xtc_path = Path(f"{stem}.pdb"), Path(f"{stem}.xtc")
+    pdb_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(pdb_path, traj[0].save_pdb)
+    _atomic_write(xtc_path, traj.save_xtc)
+    return pdb_path, xtc_path
+
+
+def _topology_for(aatype: np.ndarray, mask: np.ndarray) -> md.Topology:
+    topology = md.Topology()
+    chain = topology.add_chain(chain_id="A")
+    for position, a in enumerate(aatype):
+        resname = rc.RESNAMES3[a]
+        residue = topology.add_residue(resname, chain, resSeq=position + 1)
+        for slot, name in enumerate(rc.ATOM14_NAMES[resname]):
+            if mask[position, slot]:
+                topology.add_atom(name, md.element.get_by_symbol(name[0]), residue)
+    topology.create_standard_bonds()
+    return topology
+
+
+def _atomic_write(path: Path, save) -> None:
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        save(tmp_name, force_overwrite=True)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
