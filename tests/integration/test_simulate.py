@@ -244,3 +244,10 @@ def test_native_obc2_matches_openmm_custom_obc2():
     native_energy, native_forces = energy_and_forces(native)
     assert native_energy == pytest.approx(custom_energy, abs=1e-2)
     np.testing.assert_allclose(native_forces, custom_forces, atol=1e-2)
+
+
+def test_protocol_stores_whole_numbers_as_floats():
+    protocol = replace(PROTOCOL, timestep_fs=4, hydrogen_mass_amu=2, production_ns=1)
+    assert isinstance(protocol.timestep_fs, float) and protocol.timestep_fs == 4.0
+    assert isinstance(protocol.hydrogen_mass_amu, float) and isinstance(protocol.production_ns, float)
+    assert isinstance(protocol.threads, int)

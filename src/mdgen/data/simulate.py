@@ -106,6 +106,11 @@ class SimulationProtocol:
     note: str = ""  # free text copied into info.json (e.g. why HMR was chosen)
 
     def __post_init__(self):
+        # YAML and the command line give ints for "4" or "2"; info.json should say 4.0 fs like the shared data.
+        for name, declared in self.__annotations__.items():
+            value = getattr(self, name)
+            if declared.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         if self.solvent not in SOLVENT_PRESETS:
             raise ValueError(
                 f"unknown solvent preset {self.solvent!r}; choose one of {sorted(SOLVENT_PRESETS)}"
@@ -692,6 +697,7 @@ def simulate_peptides(
         desc=f"MD of {len(todo)}/{len(names)} peptides",
         disable=not show_progress,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep nohup logs short
+        miniters=1,  # else tqdm learns a large stride from the fast fine-frame updates
         bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} ns [{elapsed}<{remaining}]",
     )
     if n_jobs == 1 or len(todo) <= 1:
