@@ -56,8 +56,13 @@ class WarmupThenDecay:
     A picklable callable for `torch.optim.lr_scheduler.LambdaLR` (called with the optimizer step).
     """
 
-    def __init__(self, warmup_steps: int = 0, total_steps: int | None = None, decay: str = "constant",
-                 min_lr_ratio: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        decay: str = "constant",
+        min_lr_ratio: float = 0.0,
+    ):
         if decay not in ("constant", "cosine"):
             raise ValueError(f"decay must be 'constant' or 'cosine', got {decay!r}")
         if decay == "cosine" and (total_steps is None or total_steps <= warmup_steps):
@@ -76,8 +81,13 @@ class WarmupThenDecay:
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int = 0, total_steps: int | None = None,
-                    decay: str = "constant", min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:  # fmt: skip
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int = 0,
+    total_steps: int | None = None,
+    decay: str = "constant",
+    min_lr_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Warm-up + constant/cosine schedule, stepped once per optimizer step (`conf/scheduler/*.yaml`)."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, WarmupThenDecay(warmup_steps, total_steps, decay, min_lr_ratio)
@@ -163,19 +173,32 @@ class MDGenModule(pl.LightningModule):
 
         if self.dirichlet is None:
             return LossTerms(velocity_mse, velocity_mse, None, None, batch_size * num_frames)
-        sequence_ce, recovery = self._sequence_terms(output.aa_logits, inputs)
+        # The network's last 20 output channels are per-frame identity logits (METHOD 3.6).
+        sequence_ce, recovery = self._sequence_terms(output.velocity[..., x1.shape[-1] :], inputs)
         w = self.discrete_loss_weight
-        return LossTerms((1 - w) * velocity_mse + w * sequence_ce, velocity_mse, sequence_ce, recovery,
-                         batch_size * num_frames)  # fmt: skip
+        return LossTerms(
+            (1 - w) * velocity_mse + w * sequence_ce,
+            velocity_mse,
+            sequence_ce,
+            recovery,
+            batch_size * num_frames,
+        )
 
     @staticmethod
-    def _sequence_terms(aa_logits: Tensor, inputs: TaskInputs) -> tuple[Tensor, Tensor]:
-        """Cross-entropy over every real residue (METHOD 4.4) and argmax recovery on the designed ones."""
-        target = inputs.target_aatype.clamp(max=NUM_AMINO_ACIDS - 1)  # (B, L); unknown residues are masked
-        weights = inputs.residue_mask * (inputs.target_aatype < NUM_AMINO_ACIDS)
-        ce = F.cross_entropy(aa_logits.flatten(0, 1).float(), target.flatten(), reduction="none")
-        ce = (ce * weights.flatten()).sum() / weights.sum().clamp_min(1.0)
-        correct = (aa_logits.argmax(-1) == inputs.target_aatype) & inputs.design_mask
+    def _sequence_terms(frame_logits: Tensor, inputs: TaskInputs) -> tuple[Tensor, Tensor]:
+        """Cross-entropy over every frame of every real residue (METHOD 4.4), and argmax recovery of the
+        frame-averaged logits on the designed residues. frame_logits: (B, T, L, 20)."""
+        num_frames = frame_logits.shape[1]
+        target = inputs.target_aatype.clamp(max=NUM_AMINO_ACIDS - 1)  # (B, L); unknown residues get weight 0
+        weights = inputs.residue_mask * (inputs.target_aatype < NUM_AMINO_ACIDS)  # (B, L)
+        ce = F.cross_entropy(
+            frame_logits.float().flatten(0, 2),
+            target[:, None].expand(-1, num_frames, -1).flatten(),
+            reduction="none",
+        )  # (B * T * L,)
+        weights = weights[:, None].expand(-1, num_frames, -1).flatten()
+        ce = (ce * weights).sum() / weights.sum().clamp_min(1.0)
+        correct = (frame_logits.mean(dim=1).argmax(-1) == inputs.target_aatype) & inputs.design_mask
         recovery = correct.sum() / inputs.design_mask.sum().clamp_min(1)
         return ce, recovery.float()
 
@@ -197,15 +220,40 @@ class MDGenModule(pl.LightningModule):
     def _log_terms(self, stage: str, terms: LossTerms, batch_size: int) -> None:
         on_step = stage == "train"
         sync = stage == "val"
-        self.log(f"{stage}/loss", terms.loss, batch_size=batch_size, on_step=on_step, on_epoch=True,
-                 prog_bar=True, sync_dist=sync)  # fmt: skip
+        self.log(
+            f"{stage}/loss",
+            terms.loss,
+            batch_size=batch_size,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=sync,
+        )
         if terms.sequence_ce is not None:
-            self.log(f"{stage}/velocity_mse", terms.velocity_mse, batch_size=batch_size, on_step=on_step,
-                     on_epoch=True, sync_dist=sync)  # fmt: skip
-            self.log(f"{stage}/sequence_ce", terms.sequence_ce, batch_size=batch_size, on_step=on_step,
-                     on_epoch=True, sync_dist=sync)  # fmt: skip
-            self.log(f"{stage}/design_recovery", terms.design_recovery, batch_size=batch_size,
-                     on_step=on_step, on_epoch=True, sync_dist=sync)  # fmt: skip
+            self.log(
+                f"{stage}/velocity_mse",
+                terms.velocity_mse,
+                batch_size=batch_size,
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=sync,
+            )
+            self.log(
+                f"{stage}/sequence_ce",
+                terms.sequence_ce,
+                batch_size=batch_size,
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=sync,
+            )
+            self.log(
+                f"{stage}/design_recovery",
+                terms.design_recovery,
+                batch_size=batch_size,
+                on_step=on_step,
+                on_epoch=True,
+                sync_dist=sync,
+            )
 
     def _training_generator(self) -> torch.Generator:
         if self._train_noise is None or self._train_noise.device != self.device:
@@ -304,13 +352,18 @@ class MDGenModule(pl.LightningModule):
                 velocity = torch.where(given, exact, velocity)
             if self.dirichlet is None:
                 return velocity
-            probs = self.dirichlet.probs_from_logits(output.aa_logits.float())  # (B, L, 20)
-            simplex = x[..., width:]
-            simplex_velocity = self.dirichlet.velocity(simplex, probs[:, None].expand_as(simplex), t_batch)
+            probs = self.dirichlet.probs_from_logits(output.velocity[..., width:].float())  # (B, T, L, 20)
+            simplex_velocity = self.dirichlet.velocity(x[..., width:], probs, t_batch)
             return torch.cat([velocity, simplex_velocity], dim=-1)
 
-        solution = solve_ode(velocity_fn, state, method=method or self.task.ode_method, num_steps=num_steps,
-                             atol=atol, rtol=rtol)  # fmt: skip
+        solution = solve_ode(
+            velocity_fn,
+            state,
+            method=method or self.task.ode_method,
+            num_steps=num_steps,
+            atol=atol,
+            rtol=rtol,
+        )
         tokens = solution.x1[..., :width]
         if clamp:
             tokens = torch.where(given, x_known, tokens)
