@@ -36,7 +36,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from mdgen.data.cache import list_cached_entries
 from mdgen.data.dataset import FixedWindowDataset, TrainWindowDataset, collate_windows, mixed_seed
@@ -56,7 +56,7 @@ class DataSetupError(ValueError):
 class EpochDataLoader(DataLoader):
     """A DataLoader that, each time an epoch's iterator is created, passes the epoch to its dataset.
 
-    It calls ``dataset.set_epoch(epoch_fn())`` and reseeds its shuffling generator (if any) from
+    It calls ``dataset.set_epoch(epoch_fn())`` and reseeds its sampler's generator (if any) from
     ``(shuffle_seed, epoch)``, so that every epoch's draws and order depend only on the seed and the
     epoch number (also after resuming from a checkpoint, when ``epoch_fn`` reads the trainer's epoch).
     """
@@ -69,8 +69,10 @@ class EpochDataLoader(DataLoader):
     def __iter__(self):
         epoch = int(self.epoch_fn())
         self.dataset.set_epoch(epoch)
-        if self.generator is not None:
-            self.generator.manual_seed(mixed_seed(self.shuffle_seed, _SHUFFLE_STREAM, epoch))
+        # A RandomSampler's own generator (one device); Lightning's DistributedSampler seeds itself by epoch.
+        shuffle_generator = getattr(self.sampler, "generator", None)
+        if shuffle_generator is not None:
+            shuffle_generator.manual_seed(mixed_seed(self.shuffle_seed, _SHUFFLE_STREAM, epoch))
         return super().__iter__()
 
 
@@ -263,11 +265,13 @@ class MDGenDataModule(pl.LightningDataModule):
         return self.datasets[split]
 
     def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
         return EpochDataLoader(
-            self._dataset("train"),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator(),  # reseeded from (seed, epoch) by EpochDataLoader
+            sampler=RandomSampler(
+                dataset, generator=torch.Generator()
+            ),  # reseeded from (seed, epoch) per epoch
             collate_fn=collate_windows,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -214,7 +214,7 @@ class _WindowDataset(Dataset):
         residues = slice(choice.residue_start, choice.residue_start + length)
 
         def read(array: np.ndarray, index) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array[index]))
+            return torch.from_numpy(np.array(array[index]))  # a copy, detached from the memory map
 
         item = {
             "name": choice.entry_name,

@@ -107,26 +107,27 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def source_interval_ps(trajectory_path: Path) -> float:
-    """Time between the first two frames from the file's time stamps; nan when it has none.
+def probe_time_stamps(trajectory_path: Path) -> tuple[int, float]:
+    """Read the first (up to) two frames: (how many there are, time between them in ps or nan).
 
-    DCD files carry no time (mdtraj reports frame numbers), so they always need ``timestep_ps``.
+    The interval is nan for DCD files, which carry no time (mdtraj reports frame numbers), and for a
+    single-frame file.
     """
-    if trajectory_path.suffix.lower() == ".dcd":
-        return math.nan
     try:
         with mdtraj.open(str(trajectory_path)) as handle:
-            _, time_ps, _, _ = handle.read(n_frames=2)
+            first_frames = handle.read(n_frames=2)
     except Exception as error:  # mdtraj raises many types for corrupt files; keep its message
-        raise PrepareError(f"{trajectory_path}: cannot read time stamps ({error})") from error
-    if len(time_ps) < 2:
-        return math.nan
+        raise PrepareError(f"{trajectory_path}: cannot read trajectory ({error})") from error
+    num_frames = len(first_frames[0])
+    if trajectory_path.suffix.lower() == ".dcd" or num_frames < 2:
+        return num_frames, math.nan
+    time_ps = first_frames[1]
     interval = float(time_ps[1]) - float(time_ps[0])
     if not interval > 0:
         raise PrepareError(
             f"{trajectory_path}: time stamps do not increase ({time_ps[0]} then {time_ps[1]} ps)"
         )
-    return float(f"{interval:.6g}")  # float32 stamps: 0.2 - 0.1 = 0.10000000149
+    return num_frames, float(f"{interval:.6g}")  # float32 stamps: 0.2 - 0.1 = 0.10000000149
 
 
 def output_stride(source_interval: float, interval_ps: float | None, trajectory_path: Path) -> int:
@@ -186,7 +187,11 @@ def _prepare_entry(source: SourceEntry, cache_dir: Path, options: PrepareOptions
         if manifest is not None and is_up_to_date(manifest, sources, options):
             return EntryOutcome(source.name, UP_TO_DATE, num_frames=manifest.num_frames)
 
-    file_interval = source_interval_ps(source.trajectory_path)
+    num_first_frames, file_interval = probe_time_stamps(source.trajectory_path)
+    if num_first_frames < 2:
+        raise PrepareError(
+            f"too few frames: {num_first_frames} in {source.trajectory_path} (min_frames={options.min_frames})"
+        )
     timestep_from_config = math.isnan(file_interval)
     if timestep_from_config:
         if options.timestep_ps is None:
@@ -260,8 +265,7 @@ def _write_frame_features(
                 )
             getattr(writer, name)[start:stop] = values
         if torsion_mask is None:
-            mask = features.torsion_mask.numpy().astype(bool)
-            torsion_mask = mask[0] if mask.ndim == 3 else mask  # (L, 7)
+            torsion_mask = features.torsion_mask.numpy().astype(bool)  # (L, 7), the same for every frame
     return torsion_mask
 
 
@@ -309,8 +313,8 @@ def prepare_simulations(
     """
     started = time.perf_counter()
     cache_dir = Path(cache_dir)
-    if min_frames < 1:
-        raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+    if min_frames < 2:
+        raise ValueError(f"min_frames must be >= 2 (two frames define the frame interval), got {min_frames}")
     if interval_ps is not None and not interval_ps > 0:
         raise ValueError(f"interval_ps must be > 0 or None, got {interval_ps}")
     entries = discover_entries(
@@ -328,7 +332,10 @@ def prepare_simulations(
                 outcomes.append(_prepare_entry_star(job))
                 bar.update()
         else:
-            context = multiprocessing.get_context("spawn")  # fork after torch/OpenMP start-up can deadlock
+            # Not fork: forking a process whose torch/OpenMP threads have run can deadlock. The fork
+            # server imports this module once and forks every worker from that clean process.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
             with context.Pool(min(num_workers, len(jobs)), initializer=_init_worker) as pool:
                 for outcome in pool.imap_unordered(_prepare_entry_star, jobs):
                     outcomes.append(outcome)
