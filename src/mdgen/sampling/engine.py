@@ -1,0 +1,182 @@
+"""Run a trained module on windows of atoms: atoms -> batch -> ODE sample -> atoms, with bookkeeping.
+
+`WindowSampler` is the one place that touches the model. Task drivers (forward, paths, upsample,
+design) hand it windows of atom14 coordinates whose known frames/residues hold real geometry and get
+generated atom14 windows back, decoded relative to the window's first frame (its first key frame),
+so consecutive windows share one global coordinate frame.
+
+Randomness: `MDGenModule.sample` draws the initial noise of a whole batch from one `torch.Generator`.
+A batch of outputs i0, i0+1, ... therefore uses the generator seeded with `base_seed + i0` (its first
+output); with batch_size 1 output i uses exactly `base_seed + i`. Drivers group outputs on a fixed grid
+(`output_groups`), so a re-run with the same batch_size regenerates a missing output bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mdgen.sampling.decoding import decode_windows, identities_to_build
+from mdgen.sampling.solver import SolverOptions
+from mdgen.tasks import TaskSpec
+from mdgen.tokens import frame_features
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("32", "bf16")
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    requested = str(requested)
+    if requested not in DEVICES and not requested.startswith("cuda:"):
+        raise ValueError(f"device={requested!r} is not one of {DEVICES} (or cuda:N)")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={requested} was requested, but torch sees no CUDA device")
+    return torch.device(requested)
+
+
+def check_precision(precision: str | int) -> str:
+    precision = str(precision)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}")
+    return precision
+
+
+def output_groups(todo: Sequence[int], num_outputs: int, batch_size: int) -> list[list[int]]:
+    """Fixed groups [jB, (j+1)B) of output indices that contain at least one index still to do.
+
+    The whole group is generated (same noise as in the first run) and only its unfinished outputs are
+    written, so resuming never changes an output's coordinates.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pending = set(todo)
+    groups = [
+        list(range(start, min(start + batch_size, num_outputs)))
+        for start in range(0, num_outputs, batch_size)
+    ]
+    return [group for group in groups if pending & set(group)]
+
+
+@dataclass(frozen=True)
+class GeneratedWindows:
+    atom14: np.ndarray  # (B, T, L, 14, 3) float32 Å, all-atom frames rebuilt with ideal geometry
+    aatype: np.ndarray  # (B, L) int64 identities the atoms were built with (designed residues replaced)
+    sampled_aatype: np.ndarray  # (B, L) int64 the model's identities (design: argmax at every generated one)
+    aa_probs: np.ndarray | None  # (B, L, 20) final simplex (design only)
+    nfe: int  # network evaluations of this ODE solve (shared by the batch)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Running totals of a sampler: ODE function evaluations and sampling wall time (model + decoding)."""
+
+    nfe: int = 0
+    wall_s: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.nfe + other.nfe, self.wall_s + other.wall_s)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.nfe - other.nfe, self.wall_s - other.wall_s)
+
+
+def window_batch(atom14: torch.Tensor, aatype: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch dict of docs/interfaces.md for windows of atoms.
+
+    atom14 (B, T, L, 14, 3) Å with every atom of the residue types present, aatype (B, L). Frames whose
+    geometry the task does not read may hold any placeholder.
+    """
+    batch_size, _, num_residues = atom14.shape[:3]
+    features = frame_features(atom14, aatype)
+    return {
+        "rots": features.rots,  # (B, T, L, 3, 3)
+        "trans": features.trans,  # (B, T, L, 3) Å
+        "torsions": features.torsions,  # (B, T, L, 7, 2) (sin, cos)
+        "torsion_mask": features.torsion_mask.float(),  # (B, L, 7)
+        "aatype": aatype.long(),  # (B, L)
+        "residue_mask": torch.ones(batch_size, num_residues, device=atom14.device),
+        "residue_index": torch.arange(num_residues, device=atom14.device).expand(batch_size, -1),
+    }
+
+
+class WindowSampler:
+    """Sample windows with a trained `MDGenModule` on one device at one precision.
+
+    Args:
+        module: a trained `MDGenModule` (e.g. from `mdgen.config.load_module`), moved to `device` here.
+        solver: ODE integration options.
+        device: torch device to run on.
+        precision: "32" (float32) or "bf16" (network under bfloat16 autocast; ODE state stays float32).
+    """
+
+    def __init__(self, module, solver: SolverOptions, device: torch.device, precision: str = "32"):
+        self.module = module.to(device).eval()
+        self.solver = solver
+        self.device = device
+        self.precision = check_precision(precision)
+        self.usage = Usage()  # totals since construction
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.module.task
+
+    def use_task(self, task: TaskSpec) -> None:
+        """Sample with `task` instead of the checkpoint's, e.g. with other designed residues.
+
+        Only the masks may differ: the token layout and the design head must be the trained ones.
+        """
+        trained = self.module.task
+        if (task.token_dim, task.design, task.no_torsion) != (
+            trained.token_dim,
+            trained.design,
+            trained.no_torsion,
+        ):
+            raise ValueError(f"task {task.name!r} has another token layout than the checkpoint's task")
+        self.module.task = task
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        atom14: np.ndarray | torch.Tensor,
+        aatype: np.ndarray | torch.Tensor,
+        generator: torch.Generator,
+    ) -> GeneratedWindows:
+        """Sample B windows. atom14 (B, T, L, 14, 3) Å with real geometry where the task conditions,
+        aatype (B, L). Returns atoms decoded relative to each window's frame 0 (which must be real)."""
+        # np.array copies: inputs are often read-only broadcast views
+        atom14 = torch.as_tensor(np.array(atom14, dtype=np.float32), device=self.device)
+        aatype = torch.as_tensor(np.array(aatype, dtype=np.int64), device=self.device)
+        batch = window_batch(atom14, aatype)
+        start = time.perf_counter()
+        with self._autocast():
+            result = self.module.sample(batch, generator=generator, **self.solver.as_kwargs())
+        built_aatype = identities_to_build(aatype, result.aatype.long(), self.task)  # (B, L)
+        atoms = decode_windows(result.tokens.float(), batch, built_aatype, self.task)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        self.usage = self.usage + Usage(int(result.nfe), elapsed)
+        probs = None if result.aa_probs is None else result.aa_probs.float().cpu().numpy()
+        return GeneratedWindows(
+            atom14=atoms.cpu().numpy().astype(np.float32),
+            aatype=built_aatype.cpu().numpy(),
+            sampled_aatype=result.aatype.long().cpu().numpy(),
+            aa_probs=probs,
+            nfe=int(result.nfe),
+        )

@@ -1,0 +1,36 @@
+"""ODE solver options for sampling, as a plain record that the Hydra `sampler` group instantiates."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+SOLVER_METHODS = ("dopri5", "euler", "heun")
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How the flow ODE is integrated from noise (s = 0) to data (s = 1).
+
+    ``num_steps`` is the number of equally spaced flow-time points: fixed-step methods take
+    ``num_steps - 1`` steps (the original's grid of 50 points, 49 Euler steps); dopri5 is adaptive and
+    uses only ``atol``/``rtol``.
+    """
+
+    method: str = "dopri5"
+    num_steps: int = 50
+    atol: float = 1e-6
+    rtol: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.method not in SOLVER_METHODS:
+            raise ValueError(f"sampler method {self.method!r} is not one of {SOLVER_METHODS}")
+        if self.num_steps < 2:
+            raise ValueError(
+                f"sampler num_steps must be >= 2 (grid points in flow time), got {self.num_steps}"
+            )
+        if self.atol <= 0 or self.rtol <= 0:
+            raise ValueError(f"sampler tolerances must be positive, got atol={self.atol}, rtol={self.rtol}")
+
+    def as_kwargs(self) -> dict[str, object]:
+        """Keyword arguments of ``MDGenModule.sample`` / ``solve_ode``."""
+        return asdict(self)

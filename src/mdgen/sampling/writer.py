@@ -1,0 +1,129 @@
+"""Sampling outputs on disk: atomic files, "finished" checks for resuming, and concatenation.
+
+Every file appears atomically (written under a temporary name in the same directory, then
+`os.replace`d), so a file that exists is complete. One output is a trajectory `STEM.pdb` + `STEM.xtc`
+(+ an optional JSON record written last); it counts as finished when its last-written file exists,
+which is what lets a re-run skip it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdgen.io import read_trajectory, write_trajectory
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` so that readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=1, default=_json_default) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+@dataclass(frozen=True)
+class TrajectoryOutput:
+    """One generated trajectory: `stem.pdb` (frame 0, the topology) and `stem.xtc` (all frames).
+
+    With `has_record`, a JSON record `stem.json` is written after the trajectory and marks it finished.
+    """
+
+    stem: Path
+    has_record: bool = False
+
+    @property
+    def pdb(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".pdb")
+
+    @property
+    def xtc(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".xtc")
+
+    @property
+    def record(self) -> Path:
+        return self.stem.with_name(self.stem.name + ".json")
+
+    def is_finished(self) -> bool:
+        """The files are written pdb, xtc, record in that order, each atomically: the last one decides."""
+        last = self.record if self.has_record else self.xtc
+        return last.is_file() and self.pdb.is_file()
+
+    def write(
+        self,
+        atom14: np.ndarray,
+        aatype: np.ndarray,
+        frame_interval_ps: float,
+        record: Mapping[str, Any] | None = None,
+    ) -> None:
+        """atom14 (T, L, 14, 3) Å, aatype (L,); XTC time of frame i is i * frame_interval_ps."""
+        if self.has_record != (record is not None):
+            raise ValueError(f"{self.stem}: a record is {'required' if self.has_record else 'not expected'}")
+        write_trajectory(self.stem, atom14, aatype, timestep_ps=frame_interval_ps)
+        if record is not None:
+            write_json(self.record, record)
+
+    def read_record(self) -> dict[str, Any]:
+        return json.loads(self.record.read_text())
+
+    def remove(self) -> None:
+        for path in (self.record, self.xtc, self.pdb):
+            path.unlink(missing_ok=True)
+
+
+def concatenate_outputs(
+    parts: Sequence[TrajectoryOutput], target: TrajectoryOutput, frame_interval_ps: float
+) -> None:
+    """Join finished parts along time into `target` (time stamps continue across parts), then delete them.
+
+    The target appears atomically, so an interruption leaves either the parts or the target.
+    """
+    pieces = [read_trajectory(part.pdb, part.xtc) for part in parts]
+    first = pieces[0]
+    for part, piece in zip(parts, pieces):
+        if piece.sequence != first.sequence:
+            raise ValueError(
+                f"{part.xtc}: sequence {piece.sequence} differs from {first.sequence} of {parts[0].xtc}"
+            )
+    atom14 = np.concatenate([piece.atom14 for piece in pieces], axis=0)  # (sum T, L, 14, 3) Å
+    target.write(atom14, first.aatype, frame_interval_ps)
+    for part in parts:
+        part.remove()

@@ -1,0 +1,50 @@
+"""The checkpoint's task decides the sampling mode; options of other modes are refused."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mdgen.sampling.modes import (
+    DESIGN,
+    FORWARD,
+    INTERP,
+    UPSAMPLE,
+    IncompatibleTaskError,
+    check_mode,
+    mode_of_task,
+)
+from mdgen.sampling.run import SamplingRequest, check_options_for_mode
+from mdgen.tasks import TaskSpec
+
+TASK_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"
+
+
+def task_from_config(name: str) -> TaskSpec:
+    values = yaml.safe_load((TASK_DIR / f"{name}.yaml").read_text())
+    values.pop("_target_")
+    return TaskSpec(**values)
+
+
+@pytest.mark.parametrize(
+    "config, mode", [("forward", FORWARD), ("interp", INTERP), ("upsample", UPSAMPLE), ("inpaint", DESIGN)]
+)
+def test_each_task_config_maps_to_its_driver(config, mode):
+    assert mode_of_task(task_from_config(config)) == mode
+
+
+def test_requested_mode_must_match_the_checkpoint():
+    with pytest.raises(IncompatibleTaskError, match=r"mode=upsample.*task 'forward'"):
+        check_mode(task_from_config("forward"), "upsample", "fwd.ckpt")
+    assert check_mode(task_from_config("forward"), None, "fwd.ckpt") == FORWARD
+
+
+def test_options_of_another_task_are_refused(tmp_path):
+    ckpt = tmp_path / "fwd.ckpt"
+    request = SamplingRequest(
+        ckpt_path=str(ckpt), out_dir=str(tmp_path), allow_extrapolation=True, num_chunks=2
+    )
+    with pytest.raises(IncompatibleTaskError, match=r"allow_extrapolation is for upsample") as error:
+        check_options_for_mode(request, FORWARD, "forward task")
+    assert "num_chunks" not in str(error.value)
+    check_options_for_mode(request.__class__(ckpt_path=str(ckpt), out_dir="x", num_chunks=2), FORWARD, "")
