@@ -389,3 +389,15 @@ def test_all_shared_tetrapeptides_prepare(shared_tetrapeptides, tmp_path, suffix
     )
     assert summary.ok, summary.report()
     assert len(summary.prepared) == len([p for p in shared_tetrapeptides.iterdir() if p.is_dir()])
+
+
+def test_cli_names_come_from_names_and_split(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mdgen.prepare import _requested_names
+
+    split = write_split(tmp_path / "split.csv", [SplitRow("IPGD", "IPGD"), SplitRow("RTVD", "RTVD")])
+    assert _requested_names(OmegaConf.create({"names": None, "split": None})) is None
+    assert _requested_names(OmegaConf.create({"names": "FLRH", "split": None})) == ["FLRH"]
+    both = OmegaConf.create({"names": ["FLRH", "RTVD"], "split": str(split)})
+    assert _requested_names(both) == ["FLRH", "RTVD", "IPGD"]

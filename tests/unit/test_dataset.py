@@ -319,3 +319,41 @@ def test_plain_dataloader_over_fixed_windows_is_deterministic(peptide_cache):
     dataset = make_datamodule(peptide_cache).datasets["val"]
     loader = DataLoader(dataset, batch_size=3, collate_fn=collate_windows)
     assert epoch_batches(loader) == epoch_batches(loader)
+
+
+def test_real_trainer_epochs_are_reproducible(peptide_cache):
+    import lightning.pytorch as pl
+
+    class RecordWindows(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(()))
+            self.seen = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append((self.current_epoch, tuple(batch["name"]), tuple(batch["frame_start"].tolist())))
+            return (self.weight - batch["trans"].mean()) ** 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def fit() -> list:
+        module = RecordWindows()
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
+        trainer.fit(module, datamodule=make_datamodule(peptide_cache))
+        return module.seen
+
+    first = fit()
+    assert fit() == first
+    epoch0 = [windows for epoch, *windows in first if epoch == 0]
+    epoch1 = [windows for epoch, *windows in first if epoch == 1]
+    assert len(epoch0) == len(epoch1) == 6  # 4 peptides x 3 windows / batch 2
+    assert epoch0 != epoch1

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from mdgen.data.cache import list_cached_entries
 from mdgen.data.dataset import FixedWindowDataset, TrainWindowDataset, collate_windows, mixed_seed
-from mdgen.data.layouts import atlas_replica_name
+from mdgen.data.layouts import ATLAS_REPLICAS, atlas_replica_name
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import SplitRow, read_split
 
@@ -181,7 +181,7 @@ class MDGenDataModule(pl.LightningDataModule):
             num_workers=self.prepare_workers,
             min_frames=self.min_frames,
             timestep_ps=self.timestep_ps,
-            replicas=self.replicas or (1, 2, 3),
+            replicas=self.replicas or ATLAS_REPLICAS,
         )
         rank_zero_info(summary.report())
         if not summary.ok:

@@ -198,7 +198,7 @@ def _prepare_entry(source: SourceEntry, cache_dir: Path, options: PrepareOptions
             raise PrepareError(f"{source.trajectory_path} has no time stamps; set timestep_ps")
         file_interval = float(options.timestep_ps)
     stride = output_stride(file_interval, options.interval_ps, source.trajectory_path)
-    interval_ps = file_interval * stride
+    interval_ps = file_interval if options.interval_ps is None else float(options.interval_ps)
 
     trajectory = read_trajectory(source.topology_path, source.trajectory_path, stride=stride)
     if not timestep_from_config and not math.isnan(trajectory.timestep_ps):
