@@ -90,9 +90,19 @@ def peptide_trajectory(
     rng: np.random.Generator,
     noise_deg: float = 10.0,
     timestep_ps: float = 10.0,
+    noise_memory: float = 0.0,
 ) -> md.Trajectory:
-    """Frames whose backbone torsions are STATE_TORSIONS[states] plus Gaussian noise, at `timestep_ps`."""
-    angles = STATE_TORSIONS[states] + np.radians(noise_deg) * rng.standard_normal((len(states), 6))
+    """Frames whose backbone torsions are STATE_TORSIONS[states] plus noise, at `timestep_ps`.
+
+    The noise is AR(1) with lag-1 correlation `noise_memory` (0 = independent per frame) and
+    stationary standard deviation `noise_deg`, a stand-in for fast librations.
+    """
+    shocks = rng.standard_normal((len(states), 6)) * np.sqrt(1.0 - noise_memory**2)
+    noise = np.empty_like(shocks)
+    noise[0] = rng.standard_normal(6)
+    for t in range(1, len(states)):
+        noise[t] = noise_memory * noise[t - 1] + shocks[t]
+    angles = STATE_TORSIONS[states] + np.radians(noise_deg) * noise
     angles = (angles + np.pi) % (2 * np.pi) - np.pi
     base = md.Trajectory(np.repeat(frame.xyz[:1], len(states), axis=0), frame.topology)
     moved = set_backbone_torsions(base, angles)

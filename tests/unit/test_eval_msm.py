@@ -86,8 +86,10 @@ def test_reference_state_model_recovers_metastable_populations():
     labels = markov_chain(CHAIN, 4000, rng)
     angles = centres[labels] * 0.5 + 0.15 * rng.standard_normal((len(labels), 2))
     features = np.concatenate([np.cos(angles), np.sin(angles)], axis=1)
-    settings = StateModelSettings(n_clusters=30, n_metastable=3, min_frames_per_cluster=20)
-    model = fit_reference_state_model(features, 10.0, settings, tica_lag_frames=2, msm_lag_frames=2)
+    settings = StateModelSettings(
+        tica_lag_ps=20.0, msm_lag_ps=20.0, n_clusters=30, n_metastable=3, min_frames_per_cluster=20
+    )
+    model = fit_reference_state_model(features, 10.0, settings, "synthetic")
     assert (model.n_states, len(model.cluster_centers)) == (3, 30)
     states = model.states(features)
     populations = model.populations(states)[:3] / len(states)
@@ -104,9 +106,8 @@ def test_short_reference_scales_down_clusters_and_states_and_says_so():
     labels = markov_chain(CHAIN, 300, rng)
     angles = np.array([-1.0, 1.0, 2.5])[labels][:, None] + 0.2 * rng.standard_normal((300, 1))
     features = np.concatenate([np.cos(angles), np.sin(angles)], axis=1)
-    model = fit_reference_state_model(
-        features, 10.0, StateModelSettings(), tica_lag_frames=1, msm_lag_frames=1
-    )
+    settings = StateModelSettings(tica_lag_ps=10.0, msm_lag_ps=10.0)  # one 10 ps frame
+    model = fit_reference_state_model(features, 10.0, settings, "synthetic")
     assert len(model.cluster_centers) == 300 // 20
     assert model.n_states < 10
     assert any("k-means" in note for note in model.notes)

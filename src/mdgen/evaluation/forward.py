@@ -33,7 +33,7 @@ from mdgen.evaluation.decorrelation import (
     relaxation_times,
 )
 from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import TrajectoryGroup, frames_for
+from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.msm import ReferenceStateModel, StateModelSettings, fit_reference_state_model
 from mdgen.evaluation.validity import (
     CovalentGeometry,
@@ -80,16 +80,10 @@ def build_forward_reference(reference: TrajectoryGroup, settings: ForwardSetting
     definitions = torsion_definitions(reference.trajectories[0].topology)
     angles = tuple(torsion_angles(traj, definitions) for traj in reference.trajectories)
     features = cos_sin(np.concatenate(angles))
-    step = reference.timestep_ps
-    state_settings = settings.state_model
     state_model = fit_reference_state_model(
-        features,
-        step,
-        state_settings,
-        tica_lag_frames=frames_for(state_settings.tica_lag_ps, step, f"tica_lag_ps for {reference.source}"),
-        msm_lag_frames=frames_for(state_settings.msm_lag_ps, step, f"msm_lag_ps for {reference.source}"),
+        features, reference.timestep_ps, settings.state_model, reference.source
     )
-    curves = decorrelation_curves(angles, step, settings.decorrelation_max_lag_ps)
+    curves = decorrelation_curves(angles, reference.timestep_ps, settings.decorrelation_max_lag_ps)
     return ForwardReference(
         group=reference,
         definitions=definitions,
@@ -205,6 +199,7 @@ class ForwardPeptideResult:
     n_tica_components: int
     reference_populations: tuple[float, ...]  # normalised, last = unassigned
     reference_validity: ValidityScores
+    reference_relaxation_times: dict[str, RelaxationTime]
     rows: dict[str, ForwardScores]  # GENERATED, TRIVIAL_BASELINE, md_row_name(...)
     omitted_rows: dict[str, str]  # row name -> why it is missing
     notes: tuple[str, ...]
@@ -276,6 +271,7 @@ def evaluate_forward(
         n_tica_components=model.n_kept_components,
         reference_populations=tuple((ref.populations / ref.populations.sum()).tolist()),
         reference_validity=validity_scores(md.join(reference.trajectories), ref.geometry),
+        reference_relaxation_times=dict(zip(ref.definitions.labels, ref.relaxation)),
         rows={row: analysis.scores for row, analysis in analyses.items()},
         omitted_rows=omitted,
         notes=tuple(notes),

@@ -77,23 +77,23 @@ def _atom_keys(topology: md.Topology) -> list[tuple[int, str, str]]:
     return [(atom.residue.index, atom.residue.name, atom.name) for atom in topology.atoms]
 
 
-def match_atoms(
-    reference: md.Trajectory, sample: md.Trajectory, sample_source: Path | str
-) -> tuple[md.Trajectory, md.Trajectory]:
-    """Restrict both trajectories to their common atoms, in reference order, sharing one topology.
+def common_atom_indices(
+    reference: md.Topology, sample: md.Topology, sample_source: Path | str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into reference, into sample) of the atoms both have, in reference order.
 
     A mismatch (different sequence, an atom only the sample has, or a reference atom missing from the
     sample other than `OPTIONAL_REFERENCE_ATOMS`) raises `EvaluationInputError` naming `sample_source`.
     """
-    ref_residues = [residue.name for residue in reference.topology.residues]
-    sample_residues = [residue.name for residue in sample.topology.residues]
+    ref_residues = [residue.name for residue in reference.residues]
+    sample_residues = [residue.name for residue in sample.residues]
     if ref_residues != sample_residues:
         raise EvaluationInputError(
             f"{sample_source}: residues {'-'.join(sample_residues)} differ from the reference "
             f"{'-'.join(ref_residues)}"
         )
-    ref_index = {key: i for i, key in enumerate(_atom_keys(reference.topology))}
-    sample_index = {key: i for i, key in enumerate(_atom_keys(sample.topology))}
+    ref_index = {key: i for i, key in enumerate(_atom_keys(reference))}
+    sample_index = {key: i for i, key in enumerate(_atom_keys(sample))}
     extra = sorted(set(sample_index) - set(ref_index))
     missing = [key for key in ref_index if key not in sample_index and key[2] not in OPTIONAL_REFERENCE_ATOMS]
     if extra or missing:
@@ -103,13 +103,21 @@ def match_atoms(
             f" missing: [{describe(missing)}], unexpected: [{describe(extra)}])"
         )
     common = [key for key in ref_index if key in sample_index]
-    ref_atoms = [ref_index[key] for key in common]
-    sample_atoms = [sample_index[key] for key in common]
-    reference_common = reference.atom_slice(ref_atoms) if len(ref_atoms) != reference.n_atoms else reference
-    sample_common = md.Trajectory(
-        xyz=sample.xyz[:, sample_atoms], topology=reference_common.topology, time=sample.time
-    )
-    return reference_common, sample_common
+    return np.asarray([ref_index[k] for k in common]), np.asarray([sample_index[k] for k in common])
+
+
+def _restrict(traj: md.Trajectory, atoms: np.ndarray, topology: md.Topology) -> md.Trajectory:
+    """traj's atoms `atoms` (in that order) on `topology`."""
+    return md.Trajectory(xyz=traj.xyz[:, atoms], topology=topology, time=traj.time)
+
+
+def match_atoms(
+    reference: md.Trajectory, sample: md.Trajectory, sample_source: Path | str
+) -> tuple[md.Trajectory, md.Trajectory]:
+    """Both trajectories restricted to their common atoms, in reference order, sharing one topology."""
+    ref_atoms, sample_atoms = common_atom_indices(reference.topology, sample.topology, sample_source)
+    topology = reference.topology.subset(ref_atoms)
+    return _restrict(reference, ref_atoms, topology), _restrict(sample, sample_atoms, topology)
 
 
 @dataclass(frozen=True)
@@ -151,3 +159,24 @@ class TrajectoryGroup:
             kept.append(traj[:remaining])
             remaining -= kept[-1].n_frames
         return TrajectoryGroup(tuple(kept), self.timestep_ps, f"{self.source}[:{duration_ps:g} ps]")
+
+
+def load_group(topology_path: Path, trajectory_paths: Sequence[Path], source: str) -> TrajectoryGroup:
+    """Trajectories sharing one topology file, as one group."""
+    return TrajectoryGroup.from_trajectories(
+        [load_trajectory(topology_path, p) for p in trajectory_paths], source
+    )
+
+
+def match_groups(
+    reference: TrajectoryGroup, sample: TrajectoryGroup
+) -> tuple[TrajectoryGroup, TrajectoryGroup]:
+    """Both groups on the atoms they share (reference order, one topology); errors name the sample."""
+    ref_atoms, sample_atoms = common_atom_indices(
+        reference.trajectories[0].topology, sample.trajectories[0].topology, sample.source
+    )
+    topology = reference.trajectories[0].topology.subset(ref_atoms)
+    restrict = lambda group, atoms: TrajectoryGroup(  # noqa: E731
+        tuple(_restrict(t, atoms, topology) for t in group.trajectories), group.timestep_ps, group.source
+    )
+    return restrict(reference, ref_atoms), restrict(sample, sample_atoms)

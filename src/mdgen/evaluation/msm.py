@@ -26,6 +26,9 @@ from deeptime.decomposition import TICA
 from deeptime.markov import TransitionCountEstimator, pcca
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
+from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
+from mdgen.evaluation.loading import TrajectoryGroup, frames_for
+
 UNASSIGNED = -1
 
 
@@ -144,17 +147,15 @@ def _fit_tica(features: np.ndarray, lag_frames: int, var_cutoff: float) -> tuple
 
 
 def fit_reference_state_model(
-    features: np.ndarray,
-    timestep_ps: float,
-    settings: StateModelSettings,
-    tica_lag_frames: int,
-    msm_lag_frames: int,
+    features: np.ndarray, timestep_ps: float, settings: StateModelSettings, source: str
 ) -> ReferenceStateModel:
-    """Fit on reference cos/sin features (T, 2F) sampled every `timestep_ps`; lags already in frames."""
+    """Fit on reference cos/sin features (T, 2F) sampled every `timestep_ps` (`source` names it in errors)."""
+    tica_lag_frames = frames_for(settings.tica_lag_ps, timestep_ps, f"tica_lag_ps for {source}")
+    msm_lag_frames = frames_for(settings.msm_lag_ps, timestep_ps, f"msm_lag_ps for {source}")
     notes = []
     n_frames = len(features)
     if n_frames <= max(tica_lag_frames, msm_lag_frames) * 4:
-        raise ValueError(f"reference of {n_frames} frames is too short for lags of {msm_lag_frames} frames")
+        raise ValueError(f"{source}: {n_frames} frames are too short for lags of {msm_lag_frames} frames")
     mean, matrix, n_kept = _fit_tica(features, tica_lag_frames, settings.var_cutoff)
     projected = ((features - mean) @ matrix)[:, :n_kept]
 
@@ -222,3 +223,12 @@ def _pcca(msm: DiscreteMSM, n_states: int) -> np.ndarray:
     """Crisp PCCA+ assignment (n_active,) of the active clusters."""
     model = pcca(msm.transition_matrix, n_states, stationary_distribution=msm.stationary)
     return np.asarray(model.assignments, dtype=np.int64)
+
+
+def reference_state_model(
+    reference: TrajectoryGroup, settings: StateModelSettings
+) -> tuple[TorsionDefinitions, ReferenceStateModel]:
+    """Torsion definitions of the reference topology and the state model fitted on all its trajectories."""
+    definitions = torsion_definitions(reference.trajectories[0].topology)
+    features = cos_sin(np.concatenate([torsion_angles(traj, definitions) for traj in reference.trajectories]))
+    return definitions, fit_reference_state_model(features, reference.timestep_ps, settings, reference.source)

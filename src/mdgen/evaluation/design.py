@@ -1,0 +1,188 @@
+"""Sequence-design metrics (METHOD 7.5), with the original's 'final design' bug fixed.
+
+Samples: `samples_dir/NAME_design.json`
+
+    {"name": "AKIR", "true_sequence": "AKIR", "designed_positions": [1, 2],
+     "start_state": 3, "end_state": 5,                      # optional
+     "topology": "AKIR.pdb",                                 # optional, needed with "xtc"
+     "samples": [{"sequence": "AKIR", "xtc": "AKIR_design_0.xtc"}, ...]}   # "xtc" optional
+
+Positions are 0-based; every other position is a *conditioning* position (the flanks). Sequences use
+one-letter codes. `start_state`/`end_state` are metastable-state labels of the evaluator's reference
+state model (`msm.reference_state_model` on `reference_dir/NAME/NAME.xtc` with the same settings);
+when given with per-sample trajectories (decoded with the true sequence's atoms, as in the original),
+the evaluator reports how many samples start in `start_state` and end in `end_state`.
+
+Scores:
+- `designed_recovery` / `conditioning_recovery`: fraction of positions equal to the truth, mean over samples;
+- `majority_*`: per-position majority vote over samples (ties: alphabetically first letter), vs the truth;
+- `most_frequent_designed`: the most frequent designed subsequence (ties: first seen) and its recovery;
+- `final_design`: the sample with the BEST conditioning recovery (ties: the first such sample) — the
+  original sorted ascending and took the worst — and its designed recovery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mdgen.evaluation.features import cos_sin, torsion_angles
+from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup, load_trajectory, match_atoms
+from mdgen.evaluation.msm import StateModelSettings, reference_state_model
+
+AMINO_ACIDS = frozenset("ARNDCQEGHILKMFPSTWYV")
+
+
+@dataclass(frozen=True)
+class DesignSample:
+    sequence: str
+    trajectory: Path | None
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    name: str
+    true_sequence: str
+    designed_positions: tuple[int, ...]
+    samples: tuple[DesignSample, ...]
+    start_state: int | None
+    end_state: int | None
+    topology: Path | None
+
+    @property
+    def conditioning_positions(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.true_sequence)) if i not in self.designed_positions)
+
+
+def read_design_spec(path: Path) -> DesignSpec:
+    """Parse and validate a NAME_design.json; every problem raises an error naming the file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        truth = str(raw["true_sequence"])
+        positions = tuple(int(i) for i in raw["designed_positions"])
+        samples = tuple(
+            DesignSample(str(s["sequence"]), path.parent / s["xtc"] if s.get("xtc") else None)
+            for s in raw["samples"]
+        )
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise EvaluationInputError(f"{path}: not a valid design file ({error})") from error
+    problems = []
+    if not samples:
+        problems.append("no samples")
+    if not positions or any(not 0 <= i < len(truth) for i in positions):
+        problems.append(f"designed_positions {list(positions)} outside 0..{len(truth) - 1}")
+    for k, sample in enumerate(samples):
+        if len(sample.sequence) != len(truth):
+            problems.append(f"sample {k} has length {len(sample.sequence)}, true sequence {len(truth)}")
+        if set(sample.sequence) - AMINO_ACIDS:
+            problems.append(
+                f"sample {k} has non-standard letters {sorted(set(sample.sequence) - AMINO_ACIDS)}"
+            )
+    if problems:
+        raise EvaluationInputError(f"{path}: " + "; ".join(problems))
+    return DesignSpec(
+        name=str(raw.get("name", path.name.removesuffix("_design.json"))),
+        true_sequence=truth,
+        designed_positions=positions,
+        samples=samples,
+        start_state=raw.get("start_state"),
+        end_state=raw.get("end_state"),
+        topology=path.parent / raw["topology"] if raw.get("topology") else None,
+    )
+
+
+@dataclass(frozen=True)
+class DesignScores:
+    n_samples: int
+    designed_recovery: float
+    conditioning_recovery: float  # NaN when every position is designed
+    majority_sequence: str
+    majority_designed_recovery: float
+    majority_conditioning_recovery: float
+    most_frequent_designed: str
+    most_frequent_designed_recovery: float
+    final_design_sequence: str
+    final_design_designed_recovery: float
+    final_design_conditioning_recovery: float
+    start_state_fraction: float  # NaN unless states and trajectories are given
+    target_reached_fraction: float  # NaN unless states and trajectories are given
+
+
+def _recovery(sequence: str, truth: str, positions: tuple[int, ...]) -> float:
+    if not positions:
+        return float("nan")
+    return float(np.mean([sequence[i] == truth[i] for i in positions]))
+
+
+def score_design(
+    spec: DesignSpec, start_states: np.ndarray | None = None, end_states: np.ndarray | None = None
+) -> DesignScores:
+    """Recovery scores; `start_states`/`end_states` (S,) are each sample's first/last-frame states, if known."""
+    truth, designed, conditioning = spec.true_sequence, spec.designed_positions, spec.conditioning_positions
+    sequences = [sample.sequence for sample in spec.samples]
+    per_sample_conditioning = [_recovery(s, truth, conditioning) for s in sequences]
+    majority = "".join(
+        sorted(Counter(column).items(), key=lambda item: (-item[1], item[0]))[0][0]
+        for column in zip(*sequences)
+    )
+    designed_parts = ["".join(s[i] for i in designed) for s in sequences]
+    most_frequent = Counter(designed_parts).most_common(1)[0][0]
+    best = int(np.argmax(per_sample_conditioning)) if conditioning else 0
+    final = sequences[best]
+    reached = started = float("nan")
+    if start_states is not None and end_states is not None:
+        started = float(np.mean(start_states == spec.start_state))
+        reached = float(np.mean(end_states == spec.end_state))
+    return DesignScores(
+        n_samples=len(sequences),
+        designed_recovery=float(np.mean([_recovery(s, truth, designed) for s in sequences])),
+        conditioning_recovery=float(np.mean(per_sample_conditioning)),
+        majority_sequence=majority,
+        majority_designed_recovery=_recovery(majority, truth, designed),
+        majority_conditioning_recovery=_recovery(majority, truth, conditioning),
+        most_frequent_designed=most_frequent,
+        most_frequent_designed_recovery=float(
+            np.mean([a == truth[i] for a, i in zip(most_frequent, designed)])
+        ),
+        final_design_sequence=final,
+        final_design_designed_recovery=_recovery(final, truth, designed),
+        final_design_conditioning_recovery=_recovery(final, truth, conditioning),
+        start_state_fraction=started,
+        target_reached_fraction=reached,
+    )
+
+
+def endpoint_states(
+    spec: DesignSpec, reference: TrajectoryGroup, state_settings: StateModelSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """First- and last-frame metastable states (S,) of every sample trajectory under the reference model."""
+    if spec.topology is None:
+        raise EvaluationInputError(f"{spec.name}_design.json: samples have trajectories but no 'topology'")
+    definitions, model = reference_state_model(reference, state_settings)
+    starts, ends = [], []
+    for sample in spec.samples:
+        if sample.trajectory is None:
+            raise EvaluationInputError(f"{spec.name}_design.json: some samples have an 'xtc' and some do not")
+        traj = load_trajectory(spec.topology, sample.trajectory)
+        _, traj = match_atoms(reference.trajectories[0], traj, sample.trajectory)
+        states = model.states(cos_sin(torsion_angles(traj[[0, -1]], definitions)))
+        starts.append(states[0])
+        ends.append(states[1])
+    return np.asarray(starts), np.asarray(ends)
+
+
+def evaluate_design(
+    spec: DesignSpec, reference: TrajectoryGroup | None, state_settings: StateModelSettings
+) -> DesignScores:
+    """Recovery scores, plus target-state checks when the spec has states and trajectories."""
+    wants_states = spec.start_state is not None and spec.end_state is not None
+    has_trajectories = any(sample.trajectory is not None for sample in spec.samples)
+    if wants_states and has_trajectories:
+        if reference is None:
+            raise EvaluationInputError(f"{spec.name}: state checks need the reference MD, which is missing")
+        return score_design(spec, *endpoint_states(spec, reference, state_settings))
+    return score_design(spec)

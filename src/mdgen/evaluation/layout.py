@@ -1,0 +1,84 @@
+"""Where samples and reference MD live on disk, and which peptides a directory holds.
+
+Samples (written by the sampler):
+- forward, upsample, protein: `samples_dir/NAME.pdb` + `NAME.xtc`, or one XTC per rollout
+  `NAME_0.xtc`, `NAME_1.xtc`, ... (pooled, in index order). A PDB named `NAME_<digits>.pdb` counts as a
+  per-rollout topology of NAME (used only when `NAME.pdb` is absent).
+- interp (transition paths): `samples_dir/NAME_paths.json` (schema in `paths`).
+- design: `samples_dir/NAME_design.json` (schema in `design`).
+Reference MD: `reference_dir/NAME/NAME.pdb` + `NAME.xtc` (the tetrapeptide layout), else the flat
+`reference_dir/NAME.pdb` + `NAME.xtc`; ATLAS replicas `NAME_prod_R{1,2,3}_fit.xtc` are used when
+`NAME.xtc` is absent. The fine MD for upsampling is `NAME_fine.xtc` next to `NAME.xtc`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mdgen.evaluation.loading import EvaluationInputError
+
+_ROLLOUT = re.compile(r"^(?P<name>.+)_(?P<index>\d+)$")
+MANIFEST_SUFFIX = {"interp": "_paths.json", "design": "_design.json"}
+
+
+def discover_names(samples_dir: Path, task: str) -> list[str]:
+    """Peptide names found in `samples_dir` for `task`, sorted."""
+    if not samples_dir.is_dir():
+        raise EvaluationInputError(f"{samples_dir}: samples directory not found")
+    if task in MANIFEST_SUFFIX:
+        suffix = MANIFEST_SUFFIX[task]
+        return sorted(p.name.removesuffix(suffix) for p in samples_dir.glob(f"*{suffix}"))
+    names = set()
+    for pdb in samples_dir.glob("*.pdb"):
+        match = _ROLLOUT.match(pdb.stem)
+        names.add(match["name"] if match else pdb.stem)
+    return sorted(names)
+
+
+def _rollout_index(path: Path) -> int:
+    return int(_ROLLOUT.match(path.stem)["index"])
+
+
+def sample_files(samples_dir: Path, name: str) -> tuple[Path, list[Path]]:
+    """(topology, trajectories) of one peptide's generated trajectories."""
+    single = samples_dir / f"{name}.xtc"
+    rollouts = sorted(
+        (p for p in samples_dir.glob(f"{name}_*.xtc") if (m := _ROLLOUT.match(p.stem)) and m["name"] == name),
+        key=_rollout_index,
+    )
+    if single.is_file() and rollouts:
+        raise EvaluationInputError(
+            f"{samples_dir}: both {single.name} and per-rollout {rollouts[0].name} exist for {name}"
+        )
+    trajectories = [single] if single.is_file() else rollouts
+    if not trajectories:
+        raise EvaluationInputError(f"{samples_dir}: no {name}.xtc or {name}_<i>.xtc")
+    topology = samples_dir / f"{name}.pdb"
+    if not topology.is_file():
+        topology = trajectories[0].with_suffix(".pdb")
+    if not topology.is_file():
+        raise EvaluationInputError(f"{samples_dir}: no {name}.pdb topology")
+    return topology, trajectories
+
+
+def reference_files(reference_dir: Path, name: str, fine: bool = False) -> tuple[Path, list[Path]]:
+    """(topology, trajectories) of one peptide's reference MD (fine: the NAME_fine.xtc trajectory)."""
+    for folder in (reference_dir / name, reference_dir):
+        topology = folder / f"{name}.pdb"
+        if not topology.is_file():
+            continue
+        if fine:
+            trajectories = [folder / f"{name}_fine.xtc"]
+        elif (folder / f"{name}.xtc").is_file():
+            trajectories = [folder / f"{name}.xtc"]
+        else:
+            trajectories = sorted(folder.glob(f"{name}_prod_R*_fit.xtc"))
+        missing = [p for p in trajectories if not p.is_file()]
+        if missing or not trajectories:
+            wanted = missing[0].name if missing else f"{name}.xtc"
+            raise EvaluationInputError(f"{folder}: reference trajectory {wanted} not found")
+        return topology, trajectories
+    raise EvaluationInputError(
+        f"{reference_dir}: no reference for {name} (looked for {name}/{name}.pdb and {name}.pdb)"
+    )

@@ -1,0 +1,62 @@
+"""Design recovery on constructed inputs, including the fixed 'final design' selection."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mdgen.evaluation.design import read_design_spec, score_design
+from mdgen.evaluation.loading import EvaluationInputError
+
+
+def _spec(tmp_path, sequences, truth="AKIR", positions=(1, 2), **extra):
+    path = tmp_path / "AKIR_design.json"
+    samples = [{"sequence": s} for s in sequences]
+    path.write_text(
+        json.dumps(
+            {
+                "name": "AKIR",
+                "true_sequence": truth,
+                "designed_positions": list(positions),
+                "samples": samples,
+                **extra,
+            }
+        )
+    )
+    return read_design_spec(path)
+
+
+def test_recovery_majority_and_most_frequent(tmp_path):
+    # designed positions 1, 2 (K, I); flanks 0, 3 (A, R)
+    spec = _spec(tmp_path, ["AKIR", "AKVR", "GKVR", "GLVW"])
+    scores = score_design(spec)
+    assert scores.designed_recovery == pytest.approx((2 + 1 + 1 + 0) / 8)
+    assert scores.conditioning_recovery == pytest.approx((2 + 2 + 1 + 0) / 8)
+    assert scores.majority_sequence == "AKVR"  # column 0 ties A/G -> alphabetical A
+    assert scores.majority_designed_recovery == 0.5 and scores.majority_conditioning_recovery == 1.0
+    assert scores.most_frequent_designed == "KV" and scores.most_frequent_designed_recovery == 0.5
+    assert np.isnan(scores.target_reached_fraction)
+
+
+def test_final_design_is_the_sample_with_the_best_flank_recovery(tmp_path):
+    # the worst-flank sample (the original's choice) would have perfect designed recovery
+    spec = _spec(tmp_path, ["GKIW", "AVVR", "GKIR"])
+    scores = score_design(spec)
+    assert scores.final_design_sequence == "AVVR"
+    assert scores.final_design_conditioning_recovery == 1.0
+    assert scores.final_design_designed_recovery == 0.0
+
+
+def test_target_state_fractions_use_the_given_states(tmp_path):
+    spec = _spec(tmp_path, ["AKIR"] * 4, start_state=2, end_state=5)
+    scores = score_design(spec, start_states=np.array([2, 2, 2, 1]), end_states=np.array([5, 0, 5, 5]))
+    assert scores.start_state_fraction == 0.75 and scores.target_reached_fraction == 0.75
+
+
+def test_invalid_design_files_name_the_file_and_the_problem(tmp_path):
+    with pytest.raises(EvaluationInputError, match=r"AKIR_design\.json: .*sample 0 has length 3"):
+        _spec(tmp_path, ["AKI"])
+    with pytest.raises(EvaluationInputError, match="designed_positions"):
+        _spec(tmp_path, ["AKIR"], positions=(4,))
+    with pytest.raises(EvaluationInputError, match="non-standard letters"):
+        _spec(tmp_path, ["AKXR"])
