@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])

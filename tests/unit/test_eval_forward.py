@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 
+from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardSettings, evaluate_forward
 from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.msm import StateModelSettings

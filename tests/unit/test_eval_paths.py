@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 
+from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import (

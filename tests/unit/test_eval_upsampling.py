@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 
+from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED, UpsamplingSettings, evaluate_upsampling
 
