@@ -57,14 +57,23 @@ class Trajectory:
 
 
 def read_trajectory(
-    topology_path: str | os.PathLike, trajectory_path: str | os.PathLike | None = None, stride: int = 1
+    topology_path: str | os.PathLike,
+    trajectory_path: str | os.PathLike | None = None,
+    stride: int = 1,
+    *,
+    allow_missing_sidechain_atoms: bool = False,
 ) -> Trajectory:
-    """PDB topology (+ XTC/DCD/H5/PDB trajectory; None reads the topology's models) -> Trajectory."""
+    """PDB topology (+ XTC/DCD/H5/PDB trajectory; None reads the topology's models) -> Trajectory.
+
+    A residue missing a backbone atom (N, CA, C, O) is always an error. A missing side-chain atom is
+    an error too unless allow_missing_sidechain_atoms: torsions computed without atom14_mask would
+    silently read the zero placeholder. When allowed, atom14_mask records what is present.
+    """
     topology_path = Path(topology_path)
     coordinates_path = topology_path if trajectory_path is None else Path(trajectory_path)
     if stride < 1:
         raise TrajectoryError(f"{coordinates_path}: stride must be >= 1, got {stride}")
-    for path in {topology_path, coordinates_path}:
+    for path in dict.fromkeys((topology_path, coordinates_path)):
         if not path.is_file():
             raise TrajectoryError(f"{path}: file not found")
     if coordinates_path.suffix.lower() not in TRAJECTORY_SUFFIXES:
@@ -85,6 +94,8 @@ def read_trajectory(
         raise TrajectoryError(f"{coordinates_path}: cannot read trajectory ({err})") from err
 
     layout = _atom14_layout(topology, topology_path)
+    if not allow_missing_sidechain_atoms:
+        _check_complete_residues(layout, topology, topology_path)
     xyz = traj.xyz[:, layout.atom_indices] / _NM_PER_ANGSTROM  # (T, n_kept, 3) Å
     if not np.isfinite(xyz).all():
         bad_frame = int(np.nonzero(~np.isfinite(xyz).all(axis=(1, 2)))[0][0])
@@ -199,6 +210,20 @@ def _rename_prochiral_atoms_to_iupac(atom14: np.ndarray, layout: _Atom14Layout, 
             swapped.append(f"{rc.RESNAMES3[a]}{position + 1}")
     if swapped:
         logger.info("%s: renamed prochiral methyls to IUPAC in %s", path, ", ".join(swapped))
+
+
+def _check_complete_residues(layout: _Atom14Layout, topology: md.Topology, path: Path) -> None:
+    missing = rc.ATOM14_MASK[layout.aatype] & ~layout.atom14_mask  # (L, 14)
+    for position in np.nonzero(missing.any(axis=1))[0]:
+        residue = topology.residue(int(position))
+        names = [
+            rc.ATOM14_NAMES[rc.RESNAMES3[layout.aatype[position]]][slot]
+            for slot in np.nonzero(missing[position])[0]
+        ]
+        raise TrajectoryError(
+            f"{path}: residue {residue.name}{residue.resSeq} lacks side-chain atoms {names} "
+            "(complete it, e.g. with PDBFixer, or pass allow_missing_sidechain_atoms=True)"
+        )
 
 
 def _timestep_ps(traj: md.Trajectory, path: Path) -> float:

@@ -132,6 +132,12 @@ def test_write_accepts_torch_and_a_partial_mask(tmp_path: Path, flrh: Trajectory
     )
     written = md.load(xtc_path, top=pdb_path)
     assert written.n_atoms == 16 and {a.name for a in written.topology.atoms} == {"N", "CA", "C", "O"}
+    with pytest.raises(TrajectoryError, match=r"bb\.pdb: residue PHE1 lacks side-chain atoms \['CB', 'CG'"):
+        read_trajectory(pdb_path, xtc_path)
+    back = read_trajectory(pdb_path, xtc_path, allow_missing_sidechain_atoms=True)
+    assert (back.atom14_mask == mask).all() and np.abs(
+        back.atom14 - flrh.atom14 * mask[..., None]
+    ).max() <= 0.01
 
 
 def test_write_replaces_existing_files(tmp_path: Path, flrh: Trajectory):
