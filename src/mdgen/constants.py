@@ -277,7 +277,9 @@ def _reference_build(resname: str) -> dict[str, np.ndarray]:
     for atom, refs, bond, bond_angle, dihedral in _SIDECHAIN_INTERNAL_COORDINATES[resname]:
         if dihedral is None:
             if chi_fourth_atoms.get(atom, ())[:3] != refs:
-                raise AssertionError(f"constants: {resname} {atom} has no torsion but is not a chi atom")
+                raise ValueError(
+                    f"constants: {resname} {atom} has a free torsion but is not the 4th atom of a chi"
+                )
             dihedral = 0.0
         pos[atom] = _place_atom(*(pos[r] for r in refs), bond, bond_angle, dihedral)
     return pos

@@ -157,7 +157,9 @@ SHARED_NAMES = ("AKIR", "FLRH", "IMRY", "IPGD", "PIDV", "RTVD")
 @pytest.mark.parametrize("name", SHARED_NAMES)
 def test_round_trip_on_all_shared_md(shared_tetrapeptides: Path, name: str):
     """Every frame of the reference MD; IMRY (Arg + Tyr) measures 0.405 Å heavy-atom RMSD."""
-    traj = read_trajectory(shared_tetrapeptides / name / f"{name}.pdb", shared_tetrapeptides / name / f"{name}.xtc")
+    traj = read_trajectory(
+        shared_tetrapeptides / name / f"{name}.pdb", shared_tetrapeptides / name / f"{name}.xtc"
+    )
     errors = roundtrip_errors(traj)
     print(f"{name}: {errors}")
     assert errors.backbone_rmsd <= BACKBONE_RMSD_BOUND
