@@ -59,4 +59,20 @@ def test_invalid_design_files_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(EvaluationInputError, match="designed_positions"):
         _spec(tmp_path, ["AKIR"], positions=(4,))
     with pytest.raises(EvaluationInputError, match="non-standard letters"):
-        _spec(tmp_path, ["AKXR"])
+        _spec(tmp_path, ["AKBR"])
+
+
+def test_predicted_sequence_is_scored_and_unpredicted_positions_are_skipped(tmp_path):
+    path = tmp_path / "AKIR_design.json"
+    samples = [
+        {"sequence": "AKIR", "predicted_sequence": "GKXR", "xtc": "/elsewhere/AKIR_0.xtc"},
+        {"sequence": "AVIR", "predicted_sequence": "XVIR"},
+    ]
+    path.write_text(json.dumps({"true_sequence": "AKIR", "designed_positions": [1, 2], "samples": samples}))
+    spec = read_design_spec(path)
+    assert spec.samples[0].trajectory == tmp_path / "AKIR_0.xtc"  # looked up next to the JSON
+    scores = score_design(spec)
+    assert scores.designed_recovery == pytest.approx((1.0 + 0.5) / 2)  # X at position 2 is not scored
+    assert scores.conditioning_recovery == pytest.approx((0.5 + 1.0) / 2)
+    assert scores.majority_sequence == "GKIR"  # X never wins a vote; K/V tie -> K
+    assert scores.final_design_sequence == "XVIR"

@@ -5,10 +5,14 @@ Samples: `samples_dir/NAME_design.json`
     {"name": "AKIR", "true_sequence": "AKIR", "designed_positions": [1, 2],
      "start_state": 3, "end_state": 5,                      # optional
      "topology": "AKIR.pdb",                                 # optional, needed with "xtc"
-     "samples": [{"sequence": "AKIR", "xtc": "AKIR_design_0.xtc"}, ...]}   # "xtc" optional
+     "samples": [{"sequence": "AKIR", "predicted_sequence": "AKIR", "xtc": "AKIR_0.xtc"}, ...]}
 
 Positions are 0-based; every other position is a *conditioning* position (the flanks). Sequences use
-one-letter codes. `start_state`/`end_state` are metastable-state labels of the evaluator's reference
+one-letter codes; `X` marks a position the model did not predict, which is left out of recoveries.
+A sample's scored sequence is its `predicted_sequence` (the model's identities at every position it
+generated, as `mdgen.sample` writes) when present, else its `sequence` (the sequence the structure was
+built with: true identities at conditioning positions, so conditioning recovery would be trivially 1).
+Trajectories ("xtc", optional) are looked up by file name next to the JSON, so the folder can move. `start_state`/`end_state` are metastable-state labels of the evaluator's reference
 state model (`msm.reference_state_model` on `reference_dir/NAME/NAME.xtc` with the same settings);
 when given with per-sample trajectories (decoded with the true sequence's atoms, as in the original),
 the evaluator reports how many samples start in `start_state` and end in `end_state`.
@@ -35,6 +39,7 @@ from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup, load
 from mdgen.evaluation.msm import StateModelSettings, reference_state_model
 
 AMINO_ACIDS = frozenset("ARNDCQEGHILKMFPSTWYV")
+NOT_PREDICTED = "X"
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,10 @@ def read_design_spec(path: Path) -> DesignSpec:
         truth = str(raw["true_sequence"])
         positions = tuple(int(i) for i in raw["designed_positions"])
         samples = tuple(
-            DesignSample(str(s["sequence"]), path.parent / s["xtc"] if s.get("xtc") else None)
+            DesignSample(
+                str(s.get("predicted_sequence") or s["sequence"]),
+                path.parent / Path(s["xtc"]).name if s.get("xtc") else None,
+            )
             for s in raw["samples"]
         )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
@@ -78,10 +86,9 @@ def read_design_spec(path: Path) -> DesignSpec:
     for k, sample in enumerate(samples):
         if len(sample.sequence) != len(truth):
             problems.append(f"sample {k} has length {len(sample.sequence)}, true sequence {len(truth)}")
-        if set(sample.sequence) - AMINO_ACIDS:
-            problems.append(
-                f"sample {k} has non-standard letters {sorted(set(sample.sequence) - AMINO_ACIDS)}"
-            )
+        unknown = sorted(set(sample.sequence) - AMINO_ACIDS - {NOT_PREDICTED})
+        if unknown:
+            problems.append(f"sample {k} has non-standard letters {unknown}")
     if problems:
         raise EvaluationInputError(f"{path}: " + "; ".join(problems))
     return DesignSpec(
@@ -113,9 +120,22 @@ class DesignScores:
 
 
 def _recovery(sequence: str, truth: str, positions: tuple[int, ...]) -> float:
-    if not positions:
+    """Fraction of `positions` where `sequence` equals the truth, over predicted positions (NaN if none)."""
+    scored = [i for i in positions if sequence[i] != NOT_PREDICTED]
+    if not scored:
         return float("nan")
-    return float(np.mean([sequence[i] == truth[i] for i in positions]))
+    return float(np.mean([sequence[i] == truth[i] for i in scored]))
+
+
+def _majority(column: tuple[str, ...]) -> str:
+    """Most frequent predicted letter (ties: alphabetically first); X when nothing was predicted."""
+    counts = Counter(letter for letter in column if letter != NOT_PREDICTED)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[0][0] if counts else NOT_PREDICTED
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def score_design(
@@ -125,13 +145,11 @@ def score_design(
     truth, designed, conditioning = spec.true_sequence, spec.designed_positions, spec.conditioning_positions
     sequences = [sample.sequence for sample in spec.samples]
     per_sample_conditioning = [_recovery(s, truth, conditioning) for s in sequences]
-    majority = "".join(
-        sorted(Counter(column).items(), key=lambda item: (-item[1], item[0]))[0][0]
-        for column in zip(*sequences)
-    )
+    majority = "".join(_majority(column) for column in zip(*sequences))
     designed_parts = ["".join(s[i] for i in designed) for s in sequences]
     most_frequent = Counter(designed_parts).most_common(1)[0][0]
-    best = int(np.argmax(per_sample_conditioning)) if conditioning else 0
+    flank = np.nan_to_num(np.asarray(per_sample_conditioning, dtype=float), nan=-1.0)
+    best = int(np.argmax(flank))  # first of the best; samples without predicted flanks rank last
     final = sequences[best]
     reached = started = float("nan")
     if start_states is not None and end_states is not None:
@@ -139,14 +157,14 @@ def score_design(
         reached = float(np.mean(end_states == spec.end_state))
     return DesignScores(
         n_samples=len(sequences),
-        designed_recovery=float(np.mean([_recovery(s, truth, designed) for s in sequences])),
-        conditioning_recovery=float(np.mean(per_sample_conditioning)),
+        designed_recovery=_nanmean([_recovery(s, truth, designed) for s in sequences]),
+        conditioning_recovery=_nanmean(per_sample_conditioning),
         majority_sequence=majority,
         majority_designed_recovery=_recovery(majority, truth, designed),
         majority_conditioning_recovery=_recovery(majority, truth, conditioning),
         most_frequent_designed=most_frequent,
-        most_frequent_designed_recovery=float(
-            np.mean([a == truth[i] for a, i in zip(most_frequent, designed)])
+        most_frequent_designed_recovery=_recovery(
+            most_frequent, "".join(truth[i] for i in designed), tuple(range(len(designed)))
         ),
         final_design_sequence=final,
         final_design_designed_recovery=_recovery(final, truth, designed),

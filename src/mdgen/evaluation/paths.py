@@ -4,8 +4,9 @@ Samples: `samples_dir/NAME_paths.json`
 
     {"name": "AKIR", "topology": "AKIR.pdb", "paths": [{"xtc": "AKIR_0.xtc"}, {"xtc": "AKIR_1.xtc"}, ...]}
 
-(file names relative to the JSON; "topology" optional, default `NAME.pdb`, else the first path's
-`NAME_0.pdb`). Start and end states are *not* taken from the sampler: the evaluator discretises each
+(only the file name of each entry is used: files are looked up next to the JSON, so the folder can
+move; "topology" optional, default `NAME.pdb`, else the first path's `NAME_0.pdb`; other keys, such as
+the sampler's endpoint frames, are ignored). Start and end states are *not* taken from the sampler: the evaluator discretises each
 generated path with its own reference model (`msm.ReferenceStateModel`), and the (start, end) pair is
 the most common (first frame, last frame) state pair; `endpoint_agreement` says how many paths have it.
 
@@ -97,7 +98,7 @@ def read_path_manifest(path: Path) -> tuple[Path, list[Path]]:
     """(topology, path trajectories) from a NAME_paths.json; errors name the JSON."""
     try:
         manifest = json.loads(path.read_text())
-        entries = [Path(entry["xtc"]) for entry in manifest["paths"]]
+        entries = [Path(Path(entry["xtc"]).name) for entry in manifest["paths"]]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise EvaluationInputError(f"{path}: not a valid paths manifest ({error})") from error
     if not entries:
