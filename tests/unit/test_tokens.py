@@ -16,7 +16,9 @@ from mdgen.roundtrip import atom_determined_channels, roundtrip_errors
 FIXTURE_NAMES = ("FLRH", "IPGD", "RTVD")
 # decode(encode(x)) heavy-atom RMSD bounds, Å. The MD is at 350 K: bond angles fluctuate by ~4° and
 # ideal geometry cannot follow them, so the error grows along long side chains (about 0.8 Å at Arg
-# NH1/NH2). FLRH (Arg, Phe, His) measures 0.368 Å on these frames, above the 0.35 Å target.
+# NH1/NH2). The standard (Kabsch-superposed) RMSD must stay <= 0.35 Å; the as-placed RMSD, without
+# superposition, is bounded more loosely: FLRH (Arg, Phe, His) measures 0.368 Å on these frames.
+SUPERPOSED_HEAVY_ATOM_RMSD_BOUND = 0.35
 HEAVY_ATOM_RMSD_BOUND = {"FLRH": 0.38, "IPGD": 0.35, "RTVD": 0.35}
 BACKBONE_RMSD_BOUND = 0.15
 
@@ -87,8 +89,10 @@ def test_decode_encode_recovers_md_atoms(trajectories, name):
     errors = roundtrip_errors(trajectories[name])
     print(
         f"{name}: backbone RMSD {errors.backbone_rmsd:.3f} Å, heavy-atom RMSD {errors.heavy_atom_rmsd:.3f} Å"
+        f" (superposed {errors.superposed_heavy_atom_rmsd:.3f} Å)"
     )
     assert errors.backbone_rmsd <= BACKBONE_RMSD_BOUND
+    assert errors.superposed_heavy_atom_rmsd <= SUPERPOSED_HEAVY_ATOM_RMSD_BOUND
     assert errors.heavy_atom_rmsd <= HEAVY_ATOM_RMSD_BOUND[name]
 
 
@@ -164,4 +168,5 @@ def test_round_trip_on_all_shared_md(shared_tetrapeptides: Path, name: str):
     print(f"{name}: {errors}")
     assert errors.backbone_rmsd <= BACKBONE_RMSD_BOUND
     assert errors.heavy_atom_rmsd <= 0.42
+    assert errors.superposed_heavy_atom_rmsd <= SUPERPOSED_HEAVY_ATOM_RMSD_BOUND
     assert errors.max_token_error <= 1e-4
