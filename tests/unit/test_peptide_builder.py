@@ -111,6 +111,18 @@ def test_every_chiral_alpha_carbon_is_l(all_residues_peptide):
         assert np.cross(n - ca, c - ca).dot(cb - ca) > 0, residue
 
 
+def test_threonine_and_isoleucine_beta_carbons_have_natural_chirality(all_residues_peptide):
+    xyz_nm = np.asarray(all_residues_peptide.positions.value_in_unit(all_residues_peptide.positions.unit))
+    second_branch = {"THR": "OG1", "ILE": "CG1"}
+    for residue in all_residues_peptide.topology.residues():
+        if residue.name not in second_branch:
+            continue
+        atoms = {atom.name: xyz_nm[atom.index] for atom in residue.atoms()}
+        ca, cb, branch, cg2 = (atoms[name] for name in ("CA", "CB", second_branch[residue.name], "CG2"))
+        # Sign taken from real MD of RTVD and AKIR (../shared/data): Thr 2S,3R and Ile 2S,3S.
+        assert np.cross(ca - cb, branch - cb).dot(cg2 - cb) > 0, residue
+
+
 def test_build_is_repeatable(forcefield):
     first, second = build_peptide("GPWE", forcefield), build_peptide("GPWE", forcefield)
     np.testing.assert_allclose(

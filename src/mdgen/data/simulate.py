@@ -165,6 +165,13 @@ class SimulationProtocol:
             return 0
         return self.frames_in(self.fine_length_ps, self.fine_interval_fs / 1000.0, "fine_length_ps")
 
+    @property
+    def last_frame_ps(self) -> float:
+        """Production time of the last frame written: the run stops there (no steps after it)."""
+        last_coarse_ps = (self.num_frames - 1) * self.save_interval_ps
+        last_fine_ps = (self.num_fine_frames - 1) * self.fine_interval_fs / 1000.0
+        return max(last_coarse_ps, last_fine_ps)
+
 
 @dataclass(frozen=True)
 class PeptideSimulationRecord:
@@ -612,7 +619,7 @@ def _run_production(
     coarse_every = protocol.steps_in(protocol.save_interval_ps * 1000.0)
     fine_every = protocol.steps_in(protocol.fine_interval_fs) if protocol.num_fine_frames else 0
     checkpoint_every = protocol.steps_in(protocol.checkpoint_interval_ps * 1000.0)
-    last_step = max((protocol.num_frames - 1) * coarse_every, (protocol.num_fine_frames - 1) * fine_every)
+    last_step = protocol.steps_in(protocol.last_frame_ps * 1000.0, "last frame")
     integrator = context.getIntegrator()
     production_start = time.perf_counter()
     production_wall_before = counters.production_wall_s
@@ -692,7 +699,7 @@ def simulate_peptides(
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [name for name in names if not is_finished(out_dir, name)]
     bar = tqdm(
-        total=round(len(todo) * protocol.production_ns, 6),
+        total=round(len(todo) * protocol.last_frame_ps / 1000.0, 6),
         unit="ns",
         desc=f"MD of {len(todo)}/{len(names)} peptides",
         disable=not show_progress,
