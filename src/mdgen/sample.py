@@ -19,14 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdgen.config import config_dir, load_module
 from mdgen.sampling.engine import resolve_device
+from mdgen.sampling.report import RunReport
 from mdgen.sampling.run import SamplingRequest, request_fields, run_sampling
 
 
-def sample(cfg: DictConfig) -> float | None:
-    """Run the configured sampling; returns generated ns per wall-clock second (None if nothing ran)."""
+def sample(cfg: DictConfig) -> RunReport:
+    """Run the configured sampling (composed `conf/sample.yaml`), print and return its report."""
     started = time.perf_counter()
-    values = OmegaConf.to_container(cfg, resolve=True)
-    request = SamplingRequest(**{name: values[name] for name in request_fields()})
+    values = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, request_fields()), resolve=True
+    )  # no hydra node
+    request = SamplingRequest(**values)
     request.check()  # fails on bad values and missing files before the checkpoint is loaded
     solver = instantiate(cfg.sampler)
     module = load_module(
@@ -35,12 +38,13 @@ def sample(cfg: DictConfig) -> float | None:
     report = run_sampling(request, module, solver, started)
     for line in report.lines():
         print(line)
-    return report.ns_per_wall_s()
+    return report
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="sample")
 def main(cfg: DictConfig) -> float | None:
-    return sample(cfg)
+    """Returns generated ns per wall-clock second (None when every output was already finished)."""
+    return sample(cfg).ns_per_wall_s()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_window_ending_on_a_coarse_frame_spans_n_intervals():
 
 
 def test_window_not_ending_on_a_coarse_frame_is_refused_with_the_fix():
-    with pytest.raises(IncompatibleTaskError, match=r"task.num_frames=7 .*allow_extrapolation=true"):
+    with pytest.raises(IncompatibleTaskError, match=r"task.num_frames=10 .*allow_extrapolation=true"):
         UpsamplingLayout.from_task(upsample_task(num_frames=9, cond_interval=3))
 
 

@@ -48,7 +48,7 @@ class UpsamplingLayout:
                 f"task {task.name!r}: windows of {frames} frames with every {k}th frame given end on frame "
                 f"{frames - 1}, which is not a given frame, so the last {remainder} frames of every window "
                 f"would be extrapolated past its last coarse frame. Train the upsampling model with "
-                f"task.num_frames={intervals * k + 1} (= n*cond_interval + 1) so each window ends on a coarse "
+                f"task.num_frames={(frames // k) * k + 1} (= n*cond_interval + 1) so each window ends on a coarse "
                 f"frame, or pass allow_extrapolation=true to use only the first {intervals} coarse intervals "
                 "of each window"
             )
