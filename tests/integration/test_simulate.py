@@ -251,3 +251,22 @@ def test_protocol_stores_whole_numbers_as_floats():
     assert isinstance(protocol.timestep_fs, float) and protocol.timestep_fs == 4.0
     assert isinstance(protocol.hydrogen_mass_amu, float) and isinstance(protocol.production_ns, float)
     assert isinstance(protocol.threads, int)
+
+
+def test_committed_demo_set_matches_its_splits(repo_root):
+    """data/demo is what make demo and the integration tests train on: every split entry is complete."""
+    demo = repo_root / "data" / "demo"
+    names = []
+    for split in ("train", "val", "test"):
+        lines = (demo / "splits" / f"demo_{split}.csv").read_text().split()
+        assert lines[0] == "name,seqres"
+        names += [line.split(",")[0] for line in lines[1:]]
+    assert len(names) == len(set(names)) >= 6
+    assert sorted(names) == sorted(path.name for path in (demo / "md").iterdir())
+    for name in names:
+        info = json.loads((demo / "md" / name / "info.json").read_text())
+        assert info["num_frames"] == 200 and info["num_fine_frames"] == 2000
+        assert info["hydrogen_mass_amu"] == 1.5 and "deliberate speed choice" in info["note"]
+        coarse = _load(demo / "md", name)
+        assert coarse.n_frames == 200 and coarse.time[-1] == pytest.approx(1990.0)
+        assert all(atom.element.symbol != "H" for atom in coarse.topology.atoms)

@@ -56,7 +56,7 @@ class SolventModel:
     cutoff_nm: float = 1.0  # explicit only: PME real-space cutoff
     pressure_bar: float = 1.0  # explicit only: barostat added after equilibration (NPT production)
     # OpenMM's amber14 implicit/obc2.xml builds a CustomGBForce; the same model as a native
-    # GBSAOBCForce is about 2-4x faster on CPU, so the OBC2 preset swaps it in (same energies).
+    # GBSAOBCForce is about 4x faster on the CPU platform, so the OBC2 preset swaps it in (same energies).
     native_obc2: bool = False
 
 
