@@ -1,8 +1,12 @@
 """Build an uncapped, zwitterionic peptide (all atoms, with hydrogens) from its one-letter sequence.
 
-No network and no PyMOL: an ideal extended backbone (N, CA, C, O) is placed with NeRF from standard
-bond lengths and angles, PDBFixer completes the side chains and the C-terminal OXT, and OpenMM's
-Modeller adds hydrogens at pH 7 (NH3+ / COO- termini, standard protonation states).
+No network and no PyMOL. Steps:
+1. NeRF places an ideal extended backbone (N, CA, C, O; phi -120, psi +130, omega 180 deg; proline
+   phi -65 deg), each CB (fixes L chirality) and the proline ring from standard bond lengths and angles.
+2. PDBFixer completes the other side-chain atoms and the C-terminal OXT (moved trans to O).
+3. OpenMM's Modeller adds hydrogens at pH 7 (NH3+ / COO- termini, standard protonation states).
+4. A short vacuum minimisation in the given force field removes strain left by PDBFixer.
+Every stochastic step is seeded, so a sequence always gives the same structure.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ PH = 7.0
 # PDBFixer (Langevin steps) and addHydrogens (random jitter) are stochastic; a fixed seed, and the
 # deterministic Reference platform, make builds repeatable.
 BUILD_SEED = 1
-# PDBFixer's crude relaxation can leave a strained proline ring or OXT; a short minimisation in the
-# real force field (no solvent, no cutoff) gives ideal covalent geometry before any solvation.
+# PDBFixer relaxes new atoms in a crude force field; a short minimisation in the real one (no solvent,
+# no cutoff) gives ideal covalent geometry before any solvation.
 RELAX_MAX_ITERATIONS = 500
 
 
