@@ -19,6 +19,8 @@ import pytest
 import torch
 
 from mdgen.config import compose_config
+from mdgen.evaluation.design import read_design_spec
+from mdgen.evaluation.paths import read_path_manifest
 from mdgen.io import TrajectoryError, read_trajectory, write_trajectory
 from mdgen.sample import sample
 from mdgen.sampling.inputs import SamplingInputError
@@ -233,7 +235,9 @@ def test_paths_between_metastable_states_of_the_reference_msm(interp_ckpt, tmp_p
             transition["end_state"],
         )
         assert 0 <= path["start_frame"] < 200 and 0 <= path["end_frame"] < 200
-        assert load(Path(path["xtc"])).n_frames == INTERP_FRAMES
+        assert load(tmp_path / path["xtc"]).n_frames == INTERP_FRAMES
+    topology, trajectories = read_path_manifest(tmp_path / f"{PEPTIDE}_paths.json")  # the evaluator reads it
+    assert topology.is_file() and [t.name for t in trajectories] == [f"{PEPTIDE}_0.xtc", f"{PEPTIDE}_1.xtc"]
 
 
 # ---- upsampling -----------------------------------------------------------------------------------------
@@ -289,12 +293,17 @@ def test_design_writes_sequences_and_structures_with_the_designed_residues(desig
     assert record["name"] == PEPTIDE and record["true_sequence"] == PEPTIDE
     assert record["designed_positions"] == [1, 2]
     assert [design["index"] for design in record["samples"]] == [0, 1]
+    spec = read_design_spec(tmp_path / f"{PEPTIDE}_design.json")  # the evaluator reads it
+    assert spec.designed_positions == (1, 2) and len(spec.samples) == 2
     csv_rows = (tmp_path / f"{PEPTIDE}_design.csv").read_text().splitlines()
     assert csv_rows[0] == "index,sequence,designed,recovery,xtc" and len(csv_rows) == 3
     for design in record["samples"]:
         sequence = design["sequence"]
         assert sequence[0] == PEPTIDE[0] and sequence[3] == PEPTIDE[3]  # flanks keep their identity
-        traj = load(Path(design["xtc"]))
+        assert (
+            len(design["predicted_sequence"]) == 4 and "X" not in design["predicted_sequence"]
+        )  # no aa input
+        traj = load(tmp_path / design["xtc"])
         assert "".join(residue.code for residue in traj.topology.residues) == sequence
         assert traj.n_atoms == heavy_atom_count(sequence) and traj.n_frames == DESIGN_FRAMES
         np.testing.assert_allclose(np.diff(traj.time), 1.0, atol=1e-3)  # demo_inpaint: 1 ps frames

@@ -9,8 +9,10 @@ Outputs for a window named NAME and samples i = 0..N-1:
                                 "samples": [{"index", "sequence", "xtc", "predicted_sequence", "recovery"}]}
   NAME_design.csv              index, sequence, designed, recovery, xtc
 "sequence" is the built sequence (true identities at given residues, designed ones elsewhere);
-"predicted_sequence" is the model's argmax at every residue whose identity it generated (a design
-model without sequence input predicts the flanks too, which measures flank recovery).
+"predicted_sequence" is the model's argmax at every residue whose identity it generated, X elsewhere
+(a design model without sequence input predicts the flanks too, which measures flank recovery).
+File names in the JSON/CSV are relative to NAME_design.json, so the folder can move. There is no
+shared "topology": each sample's NAME_{i}.pdb carries its own designed residues.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from mdgen.constants import RESTYPES, UNKNOWN_AATYPE
 from mdgen.sampling.decoding import designed_positions
-from mdgen.sampling.engine import WindowSampler, output_groups
+from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, indices_split
 from mdgen.sampling.writer import TrajectoryOutput, write_csv, write_json
 from mdgen.tasks import TaskSpec
@@ -69,6 +71,7 @@ def retarget_design(task: TaskSpec, design_residues: Sequence[int] | None, num_r
 
 
 def _letters(aatype: np.ndarray) -> str:
+    """One-letter sequence; X where the identity is unknown (not predicted)."""
     return "".join(RESTYPES[a] if a < UNKNOWN_AATYPE else "X" for a in aatype)
 
 
@@ -83,6 +86,7 @@ def run_design(
     task = sampler.task
     num_residues = len(window.aatype)
     positions = designed_positions(task, num_residues)
+    predicted = task.design_residue_mask(num_residues).numpy()  # (L,) identities the model generates
     outputs = [TrajectoryOutput(out_dir / f"{window.name}_{i}", has_record=True) for i in range(num_samples)]
     pending = [i for i, output in enumerate(outputs) if not output.is_finished()]
     usage_before = sampler.usage
@@ -99,7 +103,10 @@ def run_design(
             record = {
                 "index": i,
                 "sequence": _letters(built),
-                "predicted_sequence": _letters(generated.sampled_aatype[row]),
+                "predicted_sequence": _letters(
+                    np.where(predicted, generated.sampled_aatype[row], UNKNOWN_AATYPE)
+                ),
+                "noise_seed": noise_seed(base_seed, i, batch_size),
                 "recovery": float(np.mean(built[positions] == window.aatype[positions]))
                 if positions
                 else None,
@@ -107,7 +114,7 @@ def run_design(
             }
             outputs[i].write(generated.atom14[row], built, task.frame_interval_ps, record=record)
 
-    samples = [{**output.read_record(), "xtc": str(output.xtc)} for output in outputs]
+    samples = [{**output.read_record(), "xtc": output.xtc.name} for output in outputs]
     summary = {
         "name": window.name,
         "true_sequence": window.sequence,

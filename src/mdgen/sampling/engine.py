@@ -65,6 +65,11 @@ def output_groups(todo: Sequence[int], num_outputs: int, batch_size: int) -> lis
     return [group for group in groups if pending & set(group)]
 
 
+def noise_seed(base_seed: int, index: int, batch_size: int) -> int:
+    """Seed of the generator that draws output `index`'s noise: that of the first output of its group."""
+    return base_seed + (index // batch_size) * batch_size
+
+
 @dataclass(frozen=True)
 class GeneratedWindows:
     atom14: np.ndarray  # (B, T, L, 14, 3) float32 Å, all-atom frames rebuilt with ideal geometry

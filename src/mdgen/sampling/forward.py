@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdgen.sampling.engine import WindowSampler, output_groups
+from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.inputs import StartStructure
 from mdgen.sampling.report import OutputReport, indices_split
 from mdgen.sampling.writer import TrajectoryOutput, concatenate_outputs
@@ -148,7 +148,10 @@ def run_forward(
                     "sequence": start.sequence,
                     "start": start.source,
                     "frames_per_rollout": frames_per_rollout,
-                    "seeds": [settings.base_seed + i for i in range(settings.num_rollouts)],
+                    "noise_seeds": [
+                        noise_seed(settings.base_seed, i, settings.batch_size)
+                        for i in range(settings.num_rollouts)
+                    ],
                 },
             )
         )

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdgen.io import Trajectory
-from mdgen.sampling.engine import WindowSampler, output_groups
+from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, indices_split
 from mdgen.sampling.writer import TrajectoryOutput, write_json
 
@@ -156,10 +156,18 @@ def run_paths(
         {
             "name": name,
             "reference": reference.source,
+            "topology": outputs[0].pdb.name,  # every path has the same atoms
             "frame_interval_ps": task.frame_interval_ps,
             "num_frames": task.num_frames,
             "transition": None if transition is None else asdict(transition),
-            "paths": [{**asdict(e), "xtc": str(output.xtc)} for e, output in zip(endpoints, outputs)],
+            "paths": [
+                {
+                    **asdict(e),
+                    "xtc": output.xtc.name,
+                    "noise_seed": noise_seed(base_seed, e.index, batch_size),
+                }
+                for e, output in zip(endpoints, outputs)
+            ],
         },
     )
     usage = sampler.usage - usage_before
