@@ -60,7 +60,8 @@ def set_backbone_torsions(traj: md.Trajectory, angles: np.ndarray) -> md.Traject
     """Frames whose phi/psi (in `torsion_definitions` order) are set to `angles` (T, n_backbone) rad.
 
     Each torsion is set by rigidly rotating the chain beyond its central bond, so bond lengths and
-    angles are untouched (clashes may appear, as they should for impossible torsions).
+    angles are untouched (clashes may appear, as they should for impossible torsions). A NaN column
+    leaves that torsion as it is (needed for proline phi, whose bond is in a ring).
     """
     definitions = torsion_definitions(traj.topology)
     backbone = definitions.atom_indices[definitions.is_backbone]
@@ -70,6 +71,8 @@ def set_backbone_torsions(traj: md.Trajectory, angles: np.ndarray) -> md.Traject
         )
     xyz = traj.xyz.astype(np.float64).copy()  # (T, N, 3) nm
     for quad, target in zip(backbone, angles.T):
+        if np.all(np.isnan(target)):
+            continue
         moving = _downstream_atoms(traj.topology, int(quad[1]), int(quad[2]))
         current = md.compute_dihedrals(md.Trajectory(xyz, traj.topology), quad[None], periodic=False)[:, 0]
         origin = xyz[:, quad[2]]  # (T, 3)
@@ -80,9 +83,22 @@ def set_backbone_torsions(traj: md.Trajectory, angles: np.ndarray) -> md.Traject
 
 
 def randomise_backbone_torsions(traj: md.Trajectory, rng: np.random.Generator) -> md.Trajectory:
-    """Every phi and psi of every frame set to an independent uniform angle."""
-    n_backbone = int(torsion_definitions(traj.topology).is_backbone.sum())
-    return set_backbone_torsions(traj, rng.uniform(-np.pi, np.pi, (traj.n_frames, n_backbone)))
+    """Every rotatable phi and psi of every frame set to an independent uniform angle (proline phi kept)."""
+    definitions = torsion_definitions(traj.topology)
+    backbone = definitions.atom_indices[definitions.is_backbone]
+    angles = rng.uniform(-np.pi, np.pi, (traj.n_frames, len(backbone)))
+    for k, quad in enumerate(backbone):
+        if _in_ring(traj.topology, int(quad[1]), int(quad[2])):
+            angles[:, k] = np.nan
+    return set_backbone_torsions(traj, angles)
+
+
+def _in_ring(topology: md.Topology, a: int, b: int) -> bool:
+    try:
+        _downstream_atoms(topology, a, b)
+    except ValueError:
+        return True
+    return False
 
 
 def _rotate(points: np.ndarray, axis: np.ndarray, angle: np.ndarray) -> np.ndarray:

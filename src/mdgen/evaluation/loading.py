@@ -49,14 +49,18 @@ def load_trajectory(
 
 
 def timestep_ps(traj: md.Trajectory, source: Path | str) -> float:
-    """Spacing of the XTC time stamps in ps; they must be uniform and increasing."""
+    """Spacing of the XTC time stamps in ps (6 significant digits); they must be uniform and increasing."""
     if traj.n_frames < 2:
         raise EvaluationInputError(f"{source}: needs at least 2 frames to define a timestep")
-    steps = np.diff(traj.time.astype(np.float64))
-    step = float(np.median(steps))
-    if step <= 0 or np.max(np.abs(steps - step)) > 1e-3 * step + 1e-4:
+    time = traj.time.astype(np.float64)
+    steps = np.diff(time)
+    # XTC time stamps are float32 (0.1 ps reads back as 0.1000061 at t ~ 500 ps): use the mean spacing,
+    # rounded to 6 significant digits
+    step = float(f"{(time[-1] - time[0]) / (len(time) - 1):.6g}")
+    float32_jitter = 4 * np.finfo(np.float32).eps * np.abs(time).max()
+    if step <= 0 or np.max(np.abs(steps - step)) > 1e-3 * step + float32_jitter:
         raise EvaluationInputError(
-            f"{source}: time stamps are not uniformly increasing (median step {step} ps); "
+            f"{source}: time stamps are not uniformly increasing (mean step {step} ps); "
             "write the trajectory with its timestep"
         )
     return step

@@ -77,7 +77,7 @@ def _rmsf(coords: np.ndarray) -> np.ndarray:
     return np.sqrt(((coords - coords.mean(0)) ** 2).sum(-1).mean(0))
 
 
-def _mean_pairwise_rmsd(coords: np.ndarray) -> float:
+def mean_pairwise_rmsd(coords: np.ndarray) -> float:
     """Mean RMSD over frame pairs of already superposed coordinates (T, N, 3)."""
     flat = coords.reshape(len(coords), -1)
     squared = (flat**2).sum(1)
@@ -86,7 +86,7 @@ def _mean_pairwise_rmsd(coords: np.ndarray) -> float:
     return float(np.sqrt(distances[i, j]).mean())
 
 
-def _rmwd(md_coords: np.ndarray, gen_coords: np.ndarray) -> tuple[float, float, float]:
+def rmwd(md_coords: np.ndarray, gen_coords: np.ndarray) -> tuple[float, float, float]:
     translation, variance = [], []
     for a in range(md_coords.shape[1]):
         mu1, mu2 = md_coords[:, a].mean(0), gen_coords[:, a].mean(0)
@@ -103,7 +103,7 @@ def _rmwd(md_coords: np.ndarray, gen_coords: np.ndarray) -> tuple[float, float, 
     )
 
 
-def _pca_w2(md_coords: np.ndarray, gen_coords: np.ndarray, rng: np.random.Generator) -> float:
+def pca_w2(md_coords: np.ndarray, gen_coords: np.ndarray, rng: np.random.Generator) -> float:
     md_flat = md_coords.reshape(len(md_coords), -1)
     mean = md_flat.mean(0)
     _, _, components = np.linalg.svd(md_flat - mean, full_matrices=False)
@@ -143,7 +143,7 @@ def score_protein(
     gen_coords = _ca_coordinates(generated, structure, ca)
     md_rmsf, gen_rmsf = _rmsf(md_coords), _rmsf(gen_coords)
     md_sample, gen_sample = _even(md_coords, settings.max_frames), _even(gen_coords, settings.max_frames)
-    rmwd, rmwd_translation, rmwd_variance = _rmwd(md_coords, gen_coords)
+    rmwd_total, rmwd_translation, rmwd_variance = rmwd(md_coords, gen_coords)
 
     pairs = np.triu_indices(len(ca), k=3)
     crystal = _contact_probability(structure.xyz[:, ca] * _NM_TO_A, settings.contact_cutoff_A, pairs) > 0.5
@@ -156,12 +156,12 @@ def score_protein(
         md_rmsf_A=tuple(md_rmsf.tolist()),
         generated_rmsf_A=tuple(gen_rmsf.tolist()),
         rmsf_pearson_r=float(np.corrcoef(md_rmsf, gen_rmsf)[0, 1]),
-        md_pairwise_rmsd_A=_mean_pairwise_rmsd(md_sample),
-        generated_pairwise_rmsd_A=_mean_pairwise_rmsd(gen_sample),
-        rmwd_A=rmwd,
+        md_pairwise_rmsd_A=mean_pairwise_rmsd(md_sample),
+        generated_pairwise_rmsd_A=mean_pairwise_rmsd(gen_sample),
+        rmwd_A=rmwd_total,
         rmwd_translation_A=rmwd_translation,
         rmwd_variance_A=rmwd_variance,
-        md_pca_w2_A=_pca_w2(md_sample, gen_sample, rng),
+        md_pca_w2_A=pca_w2(md_sample, gen_sample, rng),
         weak_contacts_jaccard=_jaccard(weak(md_prob), weak(gen_prob)),
         transient_contacts_jaccard=_jaccard(transient(md_prob), transient(gen_prob)),
     )
