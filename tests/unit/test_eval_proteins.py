@@ -3,8 +3,8 @@
 import mdtraj as md
 import numpy as np
 import pytest
-from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 
+from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.proteins import ProteinSettings, mean_pairwise_rmsd, pca_w2, rmwd, score_protein
 

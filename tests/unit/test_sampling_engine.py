@@ -54,4 +54,4 @@ def test_forward_outputs_track_pending_rollouts(tmp_path):
     assert per_file.rollout(2).stem == tmp_path / "MKWE_2"
     for path in (per_file.rollout(0).pdb, per_file.rollout(0).xtc):
         path.write_text("x")
-    assert per_file.pending() == [1, 2] and not per_file.is_finished()
+    assert per_file.pending() == [1, 2]

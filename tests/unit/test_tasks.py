@@ -48,8 +48,18 @@ def upsample_task(**changes):
 
 
 def inpaint_task(**changes):
-    spec = dict(name="inpaint", num_frames=T, frame_interval_ps=1.0, key_frames=(0, -1), cond_residues=(0, 3),
-                design_residues=(1, 2), design=True, no_torsion=True, use_aa_emb=False, ode_method="euler")  # fmt: skip
+    spec = dict(
+        name="inpaint",
+        num_frames=T,
+        frame_interval_ps=1.0,
+        key_frames=(0, -1),
+        cond_residues=(0, 3),
+        design_residues=(1, 2),
+        design=True,
+        no_torsion=True,
+        use_aa_emb=False,
+        ode_method="euler",
+    )
     return TaskSpec(**{**spec, **changes})
 
 
