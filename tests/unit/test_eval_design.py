@@ -5,8 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mdgen.evaluation.design import read_design_spec, score_design
-from mdgen.evaluation.loading import EvaluationInputError
+from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
+from mdgen.evaluation.design import evaluate_design, read_design_spec, score_design
+from mdgen.evaluation.features import cos_sin, torsion_angles
+from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.evaluation.msm import StateModelSettings, reference_state_model
 
 
 def _spec(tmp_path, sequences, truth="AKIR", positions=(1, 2), **extra):
@@ -76,3 +79,35 @@ def test_predicted_sequence_is_scored_and_unpredicted_positions_are_skipped(tmp_
     assert scores.conditioning_recovery == pytest.approx((0.5 + 1.0) / 2)
     assert scores.majority_sequence == "GKIR"  # X never wins a vote; K/V tie -> K
     assert scores.final_design_sequence == "XVIR"
+
+
+def test_target_state_check_reads_sample_trajectories(tmp_path):
+    chain = np.array([[0.9, 0.1, 0.0], [0.05, 0.9, 0.05], [0.0, 0.1, 0.9]])
+    rng = np.random.default_rng(0)
+    reference = peptide_trajectory(peptide_frame(tmp_path), markov_chain(chain, 400, rng), rng, noise_deg=5.0)
+    group = TrajectoryGroup.from_trajectories([reference], "reference")
+    settings = StateModelSettings(tica_lag_ps=10.0, msm_lag_ps=10.0, n_clusters=10, n_metastable=3)
+    definitions, model = reference_state_model(group, settings)
+    states = model.states(cos_sin(torsion_angles(reference, definitions)))
+    windows = [(0, 30), (100, 140), (200, 260)]
+    for i, (start, end) in enumerate(windows):
+        write_peptide(tmp_path / f"AKIR_{i}", reference[start:end])
+    samples = [{"sequence": "AKIR", "xtc": f"AKIR_{i}.xtc"} for i in range(3)]
+    target = int(states[windows[0][1] - 1])
+    (tmp_path / "AKIR_design.json").write_text(
+        json.dumps(
+            {
+                "true_sequence": "AKIR",
+                "designed_positions": [1, 2],
+                "samples": samples,
+                "topology": "AKIR_0.pdb",
+                "start_state": int(states[0]),
+                "end_state": target,
+            }
+        )
+    )
+    scores = evaluate_design(read_design_spec(tmp_path / "AKIR_design.json"), group, settings)
+    expected_end = np.mean([states[end - 1] == target for _, end in windows])
+    expected_start = np.mean([states[start] == states[0] for start, _ in windows])
+    assert scores.target_reached_fraction == pytest.approx(expected_end) and expected_end >= 1 / 3
+    assert scores.start_state_fraction == pytest.approx(expected_start)
