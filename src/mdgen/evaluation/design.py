@@ -174,6 +174,14 @@ def score_design(
     )
 
 
+@dataclass(frozen=True)
+class DesignPeptideResult:
+    name: str
+    true_sequence: str
+    designed_positions: tuple[int, ...]
+    rows: dict[str, DesignScores]  # one row, "samples"
+
+
 def endpoint_states(
     spec: DesignSpec, reference: TrajectoryGroup, state_settings: StateModelSettings
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mdgen.evaluation import plots
-from mdgen.evaluation.design import evaluate_design, read_design_spec
+from mdgen.evaluation.design import DesignPeptideResult, evaluate_design, read_design_spec
 from mdgen.evaluation.forward import (
     GENERATED,
     TRIVIAL_BASELINE,
@@ -25,7 +25,7 @@ from mdgen.evaluation.layout import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import PathPeptideResult, PathSettings, evaluate_paths
-from mdgen.evaluation.proteins import ProteinScores, ProteinSettings, score_protein
+from mdgen.evaluation.proteins import ProteinPeptideResult, ProteinSettings, score_protein
 from mdgen.evaluation.upsampling import UpsamplingPeptideResult, UpsamplingSettings, evaluate_upsampling
 
 TASKS = ("forward", "interp", "upsample", "design", "protein")
@@ -134,30 +134,12 @@ def evaluate_upsample_files(config: EvaluationConfig, name: str) -> UpsamplingPe
     return analysis.result
 
 
-@dataclass(frozen=True)
-class DesignPeptideResult:
-    name: str
-    true_sequence: str
-    designed_positions: tuple[int, ...]
-    rows: dict  # {"samples": DesignScores}
-
-
 def evaluate_design_files(config: EvaluationConfig, name: str) -> DesignPeptideResult:
     spec = read_design_spec(config.samples_dir / f"{name}_design.json")
     needs_reference = spec.start_state is not None and any(s.trajectory for s in spec.samples)
     reference = _reference(config, name) if needs_reference else None
     scores = evaluate_design(spec, reference, config.state_model)
     return DesignPeptideResult(name, spec.true_sequence, spec.designed_positions, {"samples": scores})
-
-
-@dataclass(frozen=True)
-class ProteinPeptideResult:
-    name: str
-    rows: dict  # {"generated": ProteinScores}
-
-    @property
-    def scores(self) -> ProteinScores:
-        return self.rows["generated"]
 
 
 def evaluate_protein_files(config: EvaluationConfig, name: str) -> ProteinPeptideResult:

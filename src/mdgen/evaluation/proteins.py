@@ -165,3 +165,13 @@ def score_protein(
         weak_contacts_jaccard=_jaccard(weak(md_prob), weak(gen_prob)),
         transient_contacts_jaccard=_jaccard(transient(md_prob), transient(gen_prob)),
     )
+
+
+@dataclass(frozen=True)
+class ProteinPeptideResult:
+    name: str
+    rows: dict[str, ProteinScores]  # one row, "generated"
+
+    @property
+    def scores(self) -> ProteinScores:
+        return self.rows["generated"]
