@@ -1,4 +1,5 @@
-"""Training callbacks: weight EMA with its own checkpointed state, and frames-per-second logging.
+"""Training callbacks: weight EMA with its own checkpointed state, frames-per-second logging, and the
+resolved run config written beside the checkpoints.
 
 The learning rate is logged by Lightning's `LearningRateMonitor` (see conf/callbacks/default.yaml).
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from torch import Tensor
 
 EMA_STATE_KEY = "EMA"  # checkpoint["callbacks"][EMA_STATE_KEY] = EMA.state_dict()
@@ -143,8 +146,14 @@ class FramesPerSecond(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._window_start = None
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                           batch: Mapping[str, Any], batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Mapping[str, Any],
+        batch_idx: int,
+    ) -> None:
         if self._window_start is None:
             self._restart(pl_module)
             return
@@ -157,8 +166,9 @@ class FramesPerSecond(pl.Callback):
         elapsed = time.perf_counter() - self._window_start
         frames_per_s = self._frames * trainer.world_size / elapsed
         pl_module.log("train/frames_per_s", frames_per_s, on_step=True, on_epoch=False, batch_size=batch_size)
-        pl_module.log("train/step_time_s", elapsed / self._batches, on_step=True, on_epoch=False,
-                      batch_size=batch_size)  # fmt: skip
+        pl_module.log(
+            "train/step_time_s", elapsed / self._batches, on_step=True, on_epoch=False, batch_size=batch_size
+        )
         self._restart(pl_module)
 
     def _restart(self, pl_module: pl.LightningModule) -> None:
@@ -171,3 +181,17 @@ class FramesPerSecond(pl.Callback):
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class SaveRunConfig(pl.Callback):
+    """Writes the resolved run config (a plain dict) as YAML to `path` on global rank 0 when fitting starts
+    (after the checkpoint callback's set-up, so a fresh run directory is not reported as "not empty")."""
+
+    def __init__(self, run_config: Mapping[str, Any], path: str | Path):
+        self.run_config = dict(run_config)
+        self.path = Path(path)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(yaml.safe_dump(self.run_config, sort_keys=False))

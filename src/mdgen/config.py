@@ -75,8 +75,10 @@ def build_module(cfg: DictConfig, run_config: Mapping[str, Any] | None = None) -
     network = instantiate(cfg.model)
     dirichlet = instantiate(cfg.interpolant.dirichlet) if task.design else None
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return instantiate(
-        cfg.module,
+    # Built objects are passed to the partial, not to instantiate: OmegaConf would turn a dataclass
+    # (the TaskSpec) into a config node.
+    module_factory = instantiate(cfg.module, _partial_=True)
+    return module_factory(
         network=network,
         interpolant_path=instantiate(cfg.interpolant.path),
         task=task,
@@ -103,9 +105,9 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers)) + list(extra_callbacks)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
@@ -135,7 +137,7 @@ def read_checkpoint(ckpt_path: str | Path, map_location: Any = "cpu") -> dict[st
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False, mmap=True)
     check_checkpoint(checkpoint, path)
     return checkpoint
 

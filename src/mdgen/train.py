@@ -10,14 +10,17 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from mdgen.callbacks import SaveRunConfig
 from mdgen.config import (
     build_module,
     build_trainer,
@@ -46,10 +49,21 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> Path | Non
     return path
 
 
-@rank_zero_only
-def save_resolved_config(run_config: dict, checkpoint_dir: Path) -> None:
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(run_config), checkpoint_dir / "config.yaml")
+@contextmanager
+def distributed_job_scope() -> Iterator[None]:
+    """Leave no distributed state behind: the jobs of a `-m` sweep run one after another in one process.
+
+    Lightning's DDP launcher exports LOCAL_RANK, WORLD_SIZE, MASTER_PORT, ... into this process; a later
+    job that inherited LOCAL_RANK would think its ranks were started externally and wait for them forever.
+    """
+    saved_environment = dict(os.environ)
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_environment)
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -66,14 +80,9 @@ def train(cfg: DictConfig) -> float | None:
     run_config = to_plain_dict(cfg)
     module = build_module(cfg, run_config=run_config)
     datamodule = hydra.utils.instantiate(cfg.data)
-    trainer = build_trainer(cfg)
-    save_resolved_config(run_config, checkpoint_dir)
-    try:
+    trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
+    with distributed_job_scope():
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    finally:
-        # A sweep runs its jobs in one process: the next job's DDP group must start afresh.
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
     metric = trainer.callback_metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     if metric is None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
