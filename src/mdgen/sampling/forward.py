@@ -11,6 +11,7 @@ near-duplicate, so it is dropped: K chunks give K*(T-1)+1 frames, T apart by `ta
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from mdgen.sampling.writer import TrajectoryOutput, concatenate_outputs
 class ForwardSettings:
     num_rollouts: int = 1  # independent trajectories per start structure
     num_chunks: int = 1  # K chained windows per rollout
-    base_seed: int = 0  # rollout i uses base_seed + i (see engine: batches use their first index)
+    base_seed: int = 0  # rollout i: base_seed + i, or its batch's first index (`engine.noise_seed`)
     batch_size: int = 1  # rollouts sampled together
     per_rollout_files: bool = False  # NAME_{i}.xtc per rollout instead of one NAME.xtc
 
@@ -92,11 +93,6 @@ class ForwardOutputs:
         directory = self.out_dir if self.per_rollout_files else self.parts_dir
         return TrajectoryOutput(directory / f"{self.name}_{index}")
 
-    def is_finished(self) -> bool:
-        if self.per_rollout_files:
-            return all(self.rollout(i).is_finished() for i in range(self.num_rollouts))
-        return self.combined.is_finished()
-
     def pending(self) -> list[int]:
         if not self.per_rollout_files and self.combined.is_finished():
             return []
@@ -131,7 +127,7 @@ def run_forward(
         if not settings.per_rollout_files and not outputs.combined.is_finished():
             parts = [outputs.rollout(i) for i in range(settings.num_rollouts)]
             concatenate_outputs(parts, outputs.combined, task.frame_interval_ps)
-            outputs.parts_dir.rmdir()
+            shutil.rmtree(outputs.parts_dir)  # only temporary leftovers of interrupted writes remain
         usage = sampler.usage - usage_before
         generated, skipped = indices_split(range(settings.num_rollouts), pending)
         reports.append(

@@ -125,6 +125,10 @@ class SamplingRequest:
             check_sequences(self.sequences)
         if self.input_pdb is not None:
             check_file(self.input_pdb, "input_pdb")
+        if self.name is not None and self.input_pdb is None:
+            raise SamplingInputError(
+                "name= names the output of input_pdb; sequence and split outputs keep their names"
+            )
         if self.input_xtc is not None:
             if self.input_pdb is None:
                 raise SamplingInputError("input_xtc needs input_pdb (its topology)")
