@@ -204,12 +204,40 @@ def _rename_prochiral_atoms_to_iupac(atom14: np.ndarray, layout: _Atom14Layout, 
         slots = [rc.ATOM14_NAMES[rc.RESNAMES3[a]].index(name) for name in quad]
         if not layout.atom14_mask[position, slots].all():
             continue
-        p1, p2, p3, p4 = atom14[0, position, slots]
-        if np.dot(p2 - p1, np.cross(p3 - p2, p4 - p3)) < 0:  # sign of the dihedral
+        if _has_negative_improper(atom14[0, position, slots]):
             atom14[:, position, [slots[0], slots[3]]] = atom14[:, position, [slots[3], slots[0]]]
             swapped.append(f"{rc.RESNAMES3[a]}{position + 1}")
     if swapped:
         logger.info("%s: renamed prochiral methyls to IUPAC in %s", path, ", ".join(swapped))
+
+
+def _has_negative_improper(points: np.ndarray) -> bool:
+    """points (4, 3): True when the dihedral over them is negative (non-IUPAC prochiral naming)."""
+    p1, p2, p3, p4 = points
+    return bool(np.dot(p2 - p1, np.cross(p3 - p2, p4 - p3)) < 0)
+
+
+def rename_prochiral_atoms_to_iupac(traj: md.Trajectory) -> md.Trajectory:
+    """Copy of an mdtraj trajectory with Leu CD1/CD2 and Val CG1/CG2 swapped to IUPAC where frame 0
+    shows the other naming, so torsions computed from atom names (e.g. Leu chi2) agree with files
+    that `write_trajectory` produced from `read_trajectory` (which applies the same rule)."""
+    xyz = traj.xyz.copy()  # (T, N, 3) nm
+    for residue in traj.topology.residues:
+        quad = _IUPAC_POSITIVE_IMPROPERS.get(residue.name)
+        atoms = {atom.name: atom.index for atom in residue.atoms}
+        if quad is None or not all(name in atoms for name in quad):
+            continue
+        indices = [atoms[name] for name in quad]
+        if _has_negative_improper(xyz[0, indices].astype(np.float64)):
+            first, last = indices[0], indices[3]
+            xyz[:, [first, last]] = xyz[:, [last, first]]
+    return md.Trajectory(
+        xyz,
+        traj.topology,
+        time=traj.time,
+        unitcell_lengths=traj.unitcell_lengths,
+        unitcell_angles=traj.unitcell_angles,
+    )
 
 
 def _check_complete_residues(layout: _Atom14Layout, topology: md.Topology, path: Path) -> None:

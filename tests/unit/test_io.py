@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from mdgen import constants as rc
-from mdgen.io import Trajectory, TrajectoryError, read_trajectory, write_trajectory
+from mdgen.geometry import torsion_angles
+from mdgen.io import (
+    Trajectory,
+    TrajectoryError,
+    read_trajectory,
+    rename_prochiral_atoms_to_iupac,
+    write_trajectory,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +79,20 @@ def test_read_renames_leucine_methyls_to_iupac(flrh: Trajectory, trajectory_dir:
     leu = {a.name: a.index for a in list(raw.topology.residues)[1].atoms}
     assert _improper(raw.xyz[0, [leu[a] for a in ("CD1", "CB", "CG", "CD2")]]) < 0
     assert all(_improper(frame[1, quad]) > 0 for frame in flrh.atom14)
+
+
+def test_mdtraj_renaming_matches_read_trajectory_chi2(flrh: Trajectory, trajectory_dir: Path):
+    """Evaluation reads with mdtraj: after renaming, mdtraj's Leu chi2 equals mdgen's chi2."""
+    raw = md.load(trajectory_dir / "FLRH.xtc", top=trajectory_dir / "FLRH.pdb")
+    renamed = rename_prochiral_atoms_to_iupac(raw)
+    atom14 = torch.from_numpy(flrh.atom14).double()
+    torsions, _ = torsion_angles(atom14, torch.from_numpy(flrh.aatype).expand(len(atom14), -1))
+    mdgen_chi2 = torch.atan2(torsions[:, 1, 4, 0], torsions[:, 1, 4, 1]).numpy()  # Leu is residue 1
+    for traj, should_agree in ((renamed, True), (raw, False)):
+        indices, angles = md.compute_chi2(traj)
+        leu = [i for i, quad in enumerate(indices) if traj.topology.atom(quad[0]).residue.index == 1][0]
+        difference = np.angle(np.exp(1j * (angles[:, leu] - mdgen_chi2)))
+        assert (np.abs(difference).max() < 1e-3) == should_agree
 
 
 def test_stride_and_topology_only(trajectory_dir: Path):

@@ -14,6 +14,8 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from mdgen.io import rename_prochiral_atoms_to_iupac
+
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:
 # atom14 decoders do not build the C-terminal second oxygen.
 OPTIONAL_REFERENCE_ATOMS = frozenset({"OXT"})
@@ -45,7 +47,9 @@ def load_trajectory(
         traj = traj.atom_slice(heavy)
     if traj.n_frames == 0:
         raise EvaluationInputError(f"{trajectory_path or topology_path}: no frames")
-    return traj
+    # Reference MD may name Leu/Val methyls the other way round from mdgen's outputs; without this,
+    # Leu chi2 of sample and reference would differ by ~120 degrees.
+    return rename_prochiral_atoms_to_iupac(traj)
 
 
 def timestep_ps(traj: md.Trajectory, source: Path | str) -> float:
