@@ -75,50 +75,41 @@ def _letters(aatype: np.ndarray) -> str:
     return "".join(RESTYPES[a] if a < UNKNOWN_AATYPE else "X" for a in aatype)
 
 
-def run_design(
-    sampler: WindowSampler,
+def sample_record(
+    index: int,
+    built: np.ndarray,
+    sampled: np.ndarray,
+    predicted: np.ndarray,
     window: DesignWindow,
-    num_samples: int,
-    base_seed: int,
-    batch_size: int,
-    out_dir: Path,
-) -> OutputReport:
-    task = sampler.task
-    num_residues = len(window.aatype)
-    positions = designed_positions(task, num_residues)
-    predicted = task.design_residue_mask(num_residues).numpy()  # (L,) identities the model generates
-    outputs = [TrajectoryOutput(out_dir / f"{window.name}_{i}", has_record=True) for i in range(num_samples)]
-    pending = [i for i, output in enumerate(outputs) if not output.is_finished()]
-    usage_before = sampler.usage
-    for group in tqdm(
-        output_groups(pending, num_samples, batch_size), desc=f"design {window.name}", unit="batch"
-    ):
-        atoms = np.broadcast_to(window.atom14, (len(group), *window.atom14.shape))
-        aatype = np.broadcast_to(window.aatype, (len(group), num_residues))
-        generated = sampler.generate(atoms, aatype, sampler.generator(base_seed + group[0]))
-        for row, i in enumerate(group):
-            if i not in pending:
-                continue
-            built = generated.aatype[row]
-            record = {
-                "index": i,
-                "sequence": _letters(built),
-                "predicted_sequence": _letters(
-                    np.where(predicted, generated.sampled_aatype[row], UNKNOWN_AATYPE)
-                ),
-                "noise_seed": noise_seed(base_seed, i, batch_size),
-                "recovery": float(np.mean(built[positions] == window.aatype[positions]))
-                if positions
-                else None,
-                "aa_probs": None if generated.aa_probs is None else np.round(generated.aa_probs[row], 5),
-            }
-            outputs[i].write(generated.atom14[row], built, task.frame_interval_ps, record=record)
+    positions: Sequence[int],
+    seed: int,
+    aa_probs: np.ndarray | None,
+) -> dict:
+    """The JSON record of one design: built (L,) and sampled (L,) identities, predicted (L,) bool mask."""
+    recovery = float(np.mean(built[positions] == window.aatype[positions])) if positions else None
+    return {
+        "index": index,
+        "sequence": _letters(built),
+        "predicted_sequence": _letters(np.where(predicted, sampled, UNKNOWN_AATYPE)),
+        "recovery": recovery,
+        "noise_seed": seed,
+        "aa_probs": None if aa_probs is None else np.round(aa_probs, 5),  # (L, 20)
+    }
 
+
+def write_design_manifests(
+    out_dir: Path,
+    window: DesignWindow,
+    positions: Sequence[int],
+    task: TaskSpec,
+    outputs: Sequence[TrajectoryOutput],
+) -> Path:
+    """NAME_design.json and NAME_design.csv from the finished samples' records."""
     samples = [{**output.read_record(), "xtc": output.xtc.name} for output in outputs]
-    summary = {
+    manifest = {
         "name": window.name,
         "true_sequence": window.sequence,
-        "designed_positions": positions,
+        "designed_positions": list(positions),
         "window": {
             "source": window.source,
             "start_frame": window.start_frame,
@@ -128,7 +119,6 @@ def run_design(
         },
         "samples": [{key: value for key, value in sample.items() if key != "aa_probs"} for sample in samples],
     }
-    write_json(out_dir / f"{window.name}_design.json", summary)
     write_csv(
         out_dir / f"{window.name}_design.csv",
         ("index", "sequence", "designed", "recovery", "xtc"),
@@ -137,6 +127,45 @@ def run_design(
             for s in samples
         ],
     )
+    return write_json(out_dir / f"{window.name}_design.json", manifest)
+
+
+def run_design(
+    sampler: WindowSampler,
+    window: DesignWindow,
+    num_samples: int,
+    base_seed: int,
+    batch_size: int,
+    out_dir: Path,
+) -> OutputReport:
+    """Write NAME_{i} for every design not yet finished, then the NAME_design manifests."""
+    task = sampler.task
+    num_residues = len(window.aatype)
+    positions = designed_positions(task, num_residues)
+    predicted = task.design_residue_mask(num_residues).numpy()  # (L,) identities the model generates
+    outputs = [TrajectoryOutput(out_dir / f"{window.name}_{i}", has_record=True) for i in range(num_samples)]
+    pending = [i for i, output in enumerate(outputs) if not output.is_finished()]
+    usage_before = sampler.usage
+    groups = output_groups(pending, num_samples, batch_size)
+    for group in tqdm(groups, desc=f"design {window.name}", unit="batch"):
+        atoms = np.broadcast_to(window.atom14, (len(group), *window.atom14.shape))  # (B, T, L, 14, 3)
+        aatype = np.broadcast_to(window.aatype, (len(group), num_residues))
+        generated = sampler.generate(atoms, aatype, sampler.generator(base_seed + group[0]))
+        for row, i in enumerate(group):
+            if i in pending:
+                probs = None if generated.aa_probs is None else generated.aa_probs[row]
+                record = sample_record(
+                    i,
+                    generated.aatype[row],
+                    generated.sampled_aatype[row],
+                    predicted,
+                    window,
+                    positions,
+                    noise_seed(base_seed, i, batch_size),
+                    probs,
+                )
+                outputs[i].write(generated.atom14[row], generated.aatype[row], task.frame_interval_ps, record)
+    manifest = write_design_manifests(out_dir, window, positions, task, outputs)
     usage = sampler.usage - usage_before
     generated_indices, skipped = indices_split(range(num_samples), pending)
     return OutputReport(
@@ -148,5 +177,5 @@ def run_design(
         frame_interval_ps=task.frame_interval_ps,
         nfe=usage.nfe,
         wall_s=usage.wall_s,
-        details={"design_json": str(out_dir / f"{window.name}_design.json"), "designed_positions": positions},
+        details={"design_json": str(manifest), "designed_positions": positions},
     )
