@@ -17,6 +17,7 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mdgen.config import compose_config
 from mdgen.evaluation.design import read_design_spec
@@ -28,7 +29,6 @@ from mdgen.sampling.modes import IncompatibleTaskError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"
-DEMO_SPLITS = REPO_ROOT / "data" / "demo" / "splits"
 PEPTIDE = "GWEK"  # a demo training peptide
 FAST_SOLVER = ("sampler=euler", "sampler.num_steps=3")  # 2 function evaluations per window
 FORWARD_FRAMES, INTERP_FRAMES, DESIGN_FRAMES = 6, 6, 6
@@ -183,9 +183,9 @@ def test_forward_is_reproducible_and_resumes_only_missing_rollouts(forward_ckpt,
 
 
 def test_forward_from_the_test_split_of_the_prepared_cache(forward_ckpt, tmp_path):
-    split = DEMO_SPLITS / "demo_test.csv"
+    run_config = yaml.safe_load((forward_ckpt.parent / "config.yaml").read_text())  # saved by mdgen.train
+    split, cache_dir = Path(run_config["data"]["test_split"]), run_config["data"]["cache_dir"]
     names = [line.split(",")[0] for line in split.read_text().splitlines()[1:] if line.strip()]
-    cache_dir = REPO_ROOT / ".cache" / "demo_10ps"  # prepared by the training run (conf/data/demo.yaml)
     # bf16 autocast runs on CPU as well (slower there; it is meant for GPUs)
     run_sample(
         forward_ckpt, tmp_path, f"split={split}", f"cache_dir={cache_dir}", "precision=bf16", *FAST_SOLVER
