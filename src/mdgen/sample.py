@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from mdgen.config import config_dir, load_module
 from mdgen.sampling.engine import resolve_device
 from mdgen.sampling.report import RunReport
-from mdgen.sampling.run import SamplingRequest, request_fields, run_sampling
+from mdgen.sampling.request import SamplingRequest, request_fields
+from mdgen.sampling.run import run_sampling
 
 
 def sample(cfg: DictConfig) -> RunReport:

@@ -265,7 +265,8 @@ def test_upsampling_fills_every_coarse_interval_at_the_fine_interval(upsample_ck
 
 def test_upsampling_refuses_windows_that_do_not_end_on_a_coarse_frame(upsample_ckpt, tmp_path):
     from mdgen.config import load_module
-    from mdgen.sampling.run import SamplingRequest, run_sampling
+    from mdgen.sampling.request import SamplingRequest
+    from mdgen.sampling.run import run_sampling
     from mdgen.sampling.solver import SolverOptions
 
     module = load_module(upsample_ckpt)

@@ -14,7 +14,7 @@ from mdgen.sampling.modes import (
     check_mode,
     mode_of_task,
 )
-from mdgen.sampling.run import SamplingRequest, check_options_for_mode
+from mdgen.sampling.request import SamplingRequest, check_options_for_mode
 from mdgen.tasks import TaskSpec
 
 TASK_DIR = Path(__file__).resolve().parents[2] / "conf" / "task"

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from mdgen.sampling.decoding import decode_windows, identities_to_build
 from mdgen.sampling.solver import SolverOptions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
+
+if TYPE_CHECKING:  # the module pulls in Lightning; drivers only need its `task` and `sample`
+    from mdgen.module import MDGenModule
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("32", "bf16")
@@ -122,7 +126,9 @@ class WindowSampler:
         precision: "32" (float32) or "bf16" (network under bfloat16 autocast; ODE state stays float32).
     """
 
-    def __init__(self, module, solver: SolverOptions, device: torch.device, precision: str = "32"):
+    def __init__(
+        self, module: MDGenModule, solver: SolverOptions, device: torch.device, precision: str = "32"
+    ):
         self.module = module.to(device).eval()
         self.solver = solver
         self.device = device

@@ -10,18 +10,18 @@ Only then are start structures built (sequence inputs: minimisation) and traject
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mdgen.sampling import modes
 from mdgen.sampling.design import DesignWindow, retarget_design, run_design
-from mdgen.sampling.engine import WindowSampler, check_precision, resolve_device
+from mdgen.sampling.engine import WindowSampler, resolve_device
 from mdgen.sampling.forward import ForwardSettings, run_forward
 from mdgen.sampling.inputs import (
     SamplingInputError,
     StartStructure,
-    check_file,
     check_frame_index,
     check_sequence_matches,
     check_sequences,
@@ -31,131 +31,25 @@ from mdgen.sampling.inputs import (
     structure_from_sequence,
     structures_from_split,
 )
-from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE, IncompatibleTaskError
+from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE
 from mdgen.sampling.paths import (
-    TRANSITIONS,
     choose_transition,
     endpoints_from_frames,
     endpoints_from_states,
     run_paths,
 )
-from mdgen.sampling.report import RunReport, write_summary
+from mdgen.sampling.report import OutputReport, RunReport, write_summary
+from mdgen.sampling.request import SamplingRequest, check_options_for_mode
 from mdgen.sampling.solver import SolverOptions
 from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
+from mdgen.tasks import TaskSpec
 
-# Options that only make sense for some modes; setting one for another mode is an error, not ignored.
-OPTION_MODES = {
-    "sequences": {FORWARD},
-    "split": {FORWARD},
-    "cache_dir": {FORWARD},
-    "num_rollouts": {FORWARD},
-    "num_chunks": {FORWARD},
-    "per_rollout_files": {FORWARD},
-    "input_frame": {FORWARD, DESIGN},
-    "num_samples": {INTERP, DESIGN},
-    "start_frame": {INTERP},
-    "end_frame": {INTERP},
-    "transition": {INTERP},
-    "allow_extrapolation": {UPSAMPLE},
-    "design_residues": {DESIGN},
-}
-
-
-@dataclass(frozen=True)
-class SamplingRequest:
-    """Everything a sampling run is asked to do, as plain values (conf/sample.yaml documents each)."""
-
-    ckpt_path: str
-    out_dir: str
-    mode: str | None = None
-    base_seed: int = 0
-    batch_size: int = 1
-    device: str = "auto"
-    precision: str = "32"
-    use_ema: bool = True
-    name: str | None = None
-    input_pdb: str | None = None
-    input_xtc: str | None = None
-    # forward
-    sequences: tuple[str, ...] | None = None
-    split: str | None = None
-    cache_dir: str | None = None
-    num_rollouts: int | None = None
-    num_chunks: int | None = None
-    per_rollout_files: bool | None = None
-    input_frame: int | None = None
-    # interp / design
-    num_samples: int | None = None
-    start_frame: int | None = None
-    end_frame: int | None = None
-    transition: str | None = None
-    tica_lag_ps: float = 100.0
-    msm_lag_ps: float = 100.0
-    n_clusters: int = 100
-    n_metastable: int = 10
-    # upsample
-    allow_extrapolation: bool | None = None
-    # design
-    design_residues: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.sequences is not None:
-            object.__setattr__(self, "sequences", tuple(self.sequences))
-        if self.design_residues is not None:
-            object.__setattr__(self, "design_residues", tuple(int(r) for r in self.design_residues))
-        object.__setattr__(self, "precision", str(self.precision))
-
-    def given_options(self) -> list[str]:
-        return [name for name in OPTION_MODES if getattr(self, name) is not None]
-
-    def check(self) -> None:
-        """Checks that need no checkpoint: values, sequences, files. Raises ValueError naming the option."""
-        check_file(self.ckpt_path, "ckpt_path")
-        if not self.out_dir:
-            raise SamplingInputError("out_dir is required")
-        resolve_device(self.device)
-        check_precision(self.precision)
-        for option in ("batch_size", "num_rollouts", "num_chunks", "num_samples"):
-            value = getattr(self, option)
-            if value is not None and value < 1:
-                raise SamplingInputError(f"{option} must be >= 1, got {value}")
-        if self.mode is not None and self.mode not in modes.SAMPLING_MODES:
-            raise SamplingInputError(f"mode={self.mode!r} is not one of {modes.SAMPLING_MODES}")
-        if self.sequences is not None:
-            check_sequences(self.sequences)
-        if self.input_pdb is not None:
-            check_file(self.input_pdb, "input_pdb")
-        if self.name is not None and self.input_pdb is None:
-            raise SamplingInputError(
-                "name= names the output of input_pdb; sequence and split outputs keep their names"
-            )
-        if self.input_xtc is not None:
-            if self.input_pdb is None:
-                raise SamplingInputError("input_xtc needs input_pdb (its topology)")
-            check_file(self.input_xtc, "input_xtc")
-        if (self.split is None) != (self.cache_dir is None):
-            raise SamplingInputError("split (a split CSV) and cache_dir (a prepared cache) go together")
-        if self.split is not None:
-            check_file(self.split, "split")
-        if self.transition is not None and self.transition not in TRANSITIONS:
-            raise SamplingInputError(f"transition={self.transition!r} is not one of {TRANSITIONS}")
-
-    def output_name(self) -> str:
-        return self.name or Path(self.input_pdb).stem
-
-
-def check_options_for_mode(request: SamplingRequest, mode: str, task_description: str) -> None:
-    wrong = [option for option in request.given_options() if mode not in OPTION_MODES[option]]
-    if wrong:
-        details = "; ".join(f"{option} is for {'/'.join(sorted(OPTION_MODES[option]))}" for option in wrong)
-        raise IncompatibleTaskError(
-            f"checkpoint {request.ckpt_path} does {mode} ({task_description}), but {details}. "
-            "Remove these options or use a checkpoint trained for that task"
-        )
+if TYPE_CHECKING:
+    from mdgen.module import MDGenModule
 
 
 def run_sampling(
-    request: SamplingRequest, module, solver: SolverOptions, started: float | None = None
+    request: SamplingRequest, module: MDGenModule, solver: SolverOptions, started: float | None = None
 ) -> RunReport:
     """Check the request against `module.task`, then generate and write every output."""
     started = time.perf_counter() if started is None else started
@@ -190,9 +84,12 @@ def run_sampling(
 
 
 # ---- per-mode preparation: check and read inputs, return the job to run --------------------------------
+# A job runs after every check has passed: Job(sampler, out_dir) -> one OutputReport per output name.
+Job = Callable[[WindowSampler, Path], list[OutputReport]]
 
 
-def _prepare_forward(request: SamplingRequest, task):
+def _prepare_forward(request: SamplingRequest, task: TaskSpec) -> Job:
+    """Start structures from input_pdb/xtc, a cache split, or sequences (built in the job)."""
     sources = [request.sequences is not None and request.input_pdb is None, request.input_pdb is not None]
     sources.append(request.split is not None)
     if sum(sources) != 1:
@@ -228,7 +125,8 @@ def _prepare_forward(request: SamplingRequest, task):
     return job
 
 
-def _prepare_paths(request: SamplingRequest, task):
+def _prepare_paths(request: SamplingRequest, task: TaskSpec) -> Job:
+    """Reference trajectory and path end points (given frames, or states of a reference MSM)."""
     if request.input_pdb is None or request.input_xtc is None:
         raise SamplingInputError("interpolation needs input_pdb and input_xtc (the reference trajectory)")
     frames_given = request.start_frame is not None or request.end_frame is not None
@@ -276,7 +174,8 @@ def _prepare_paths(request: SamplingRequest, task):
     return job
 
 
-def _prepare_upsampling(request: SamplingRequest, task):
+def _prepare_upsampling(request: SamplingRequest, task: TaskSpec) -> Job:
+    """Window layout from the task and the coarse trajectory, strided to the model's coarse interval."""
     layout = UpsamplingLayout.from_task(task, allow_extrapolation=bool(request.allow_extrapolation))
     if request.input_pdb is None or request.input_xtc is None:
         raise SamplingInputError("upsampling needs input_pdb and input_xtc (the coarse trajectory)")
@@ -300,7 +199,8 @@ def _prepare_upsampling(request: SamplingRequest, task):
     return job
 
 
-def _prepare_design(request: SamplingRequest, task):
+def _prepare_design(request: SamplingRequest, task: TaskSpec) -> Job:
+    """The window of task.num_frames frames at the model's interval, and the residues to design."""
     if request.input_pdb is None or request.input_xtc is None:
         raise SamplingInputError("design needs input_pdb and input_xtc (the trajectory window to design on)")
     probe = read_input_trajectory(request.input_pdb, request.input_xtc)
@@ -334,8 +234,3 @@ def _prepare_design(request: SamplingRequest, task):
         return [report]
 
     return job
-
-
-def request_fields() -> list[str]:
-    """Names of `SamplingRequest` fields (the entry point copies exactly these from its config)."""
-    return [field.name for field in fields(SamplingRequest)]
