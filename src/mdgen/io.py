@@ -333,6 +333,10 @@ def _atomic_write(path: Path, save) -> None:
     os.close(handle)
     try:
         save(tmp_name, force_overwrite=True)
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
