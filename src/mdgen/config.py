@@ -61,9 +61,8 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
 
 def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config without the `hydra` node, as plain Python containers."""
-    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    plain.pop("hydra", None)
-    return plain
+    without_hydra = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return OmegaConf.to_container(without_hydra, resolve=True, throw_on_missing=True)
 
 
 # ---- building a run ----------------------------------------------------------------------------------
