@@ -29,11 +29,27 @@ lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 
-demo: install ## train, sample and evaluate on data/demo (CPU, < 25 min); report in outputs/demo/report.md
-	@echo "make demo: not implemented yet (issue 7)"; exit 1
+# The demo: train on data/demo (real MD) for a fixed wall-clock budget, roll out the held-out test
+# peptides from their first MD frame, evaluate against their MD. A re-run resumes or skips finished steps.
+DEMO_DIR ?= outputs/demo
+DEMO_CKPT := $(DEMO_DIR)/train/checkpoints/last.ckpt
+DEMO_SAMPLE_ARGS ?= num_rollouts=8 num_chunks=5 per_rollout_files=true batch_size=8 base_seed=0
 
-eval: install ## evaluate the demo samples against their MD (outputs/demo)
-	@echo "make eval: not implemented yet (issue 6)"; exit 1
+demo: install ## train, sample and evaluate on data/demo (2 CPU cores, < 25 min); report in outputs/demo/report.md
+	@echo "== [1/3] training experiment=demo_forward on data/demo (fixed budget, see conf/experiment/demo_forward.yaml)"
+	$(PY) -m mdgen.train experiment=demo_forward hydra.run.dir=$(DEMO_DIR)/train \
+		$(if $(wildcard $(DEMO_CKPT)),ckpt_path=$(DEMO_CKPT),)
+	@echo "== [2/3] forward rollouts of the test peptides (data/demo/splits/demo_test.csv)"
+	$(PY) -m mdgen.sample ckpt_path=$(DEMO_CKPT) out_dir=$(DEMO_DIR)/samples \
+		split=data/demo/splits/demo_test.csv cache_dir=.cache/demo_10ps $(DEMO_SAMPLE_ARGS)
+	@echo "== [3/3] evaluation against the test peptides' MD"
+	$(MAKE) --no-print-directory eval
+	@echo "== demo done: report $(DEMO_DIR)/report.md, plots $(DEMO_DIR)/plots/, metrics $(DEMO_DIR)/metrics.json"
+
+eval: install ## evaluate the demo samples (outputs/demo/samples) against their MD; writes outputs/demo/report.md
+	@test -d $(DEMO_DIR)/samples || { echo "no samples in $(DEMO_DIR)/samples: run 'make demo' first"; exit 2; }
+	$(PY) -m mdgen.evaluate samples_dir=$(DEMO_DIR)/samples reference_dir=data/demo/md task=forward out_dir=$(DEMO_DIR)
+	@sed -n '/^| row /,/^$$/p' $(DEMO_DIR)/report.md | head -8
 
 clean: ## remove caches and outputs (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
