@@ -7,6 +7,7 @@ The learning rate is logged by Lightning's `LearningRateMonitor` (see conf/callb
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,22 +130,25 @@ def _swap_in(module: pl.LightningModule, weights: Mapping[str, Tensor]) -> dict[
 
 
 class FramesPerSecond(pl.Callback):
-    """Logs training throughput: `train/frames_per_s` (B*T trajectory frames per second, all ranks) and
-    `train/step_time_s`, averaged over windows of `window` optimizer batches, data loading included.
+    """Logs training throughput every batch: `train/frames_per_s` (B*T trajectory frames per second over
+    all ranks) and `train/step_time_s`, averaged over the last `window` batches, data loading included.
 
-    The first batch of every epoch only starts the clock (it pays for compilation and worker start-up).
+    A batch is timed from the end of the previous one; intervals that contain an epoch boundary or a
+    validation run (and the first batch, which pays for start-up) are left out.
     """
 
-    def __init__(self, window: int = 10):
+    def __init__(self, window: int = 20):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.window = window
-        self._window_start: float | None = None
-        self._frames = 0
-        self._batches = 0
+        self._intervals: deque[tuple[int, float]] = deque(maxlen=window)  # (frames, seconds) per batch
+        self._last_end: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._window_start = None
+        self._last_end = None
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_end = None
 
     def on_train_batch_end(
         self,
@@ -154,28 +158,30 @@ class FramesPerSecond(pl.Callback):
         batch: Mapping[str, Any],
         batch_idx: int,
     ) -> None:
-        if self._window_start is None:
-            self._restart(pl_module)
-            return
+        _synchronize(pl_module.device)
+        now = time.perf_counter()
         batch_size, num_frames = batch["trans"].shape[:2]
-        self._frames += batch_size * num_frames
-        self._batches += 1
-        if self._batches < self.window:
+        if self._last_end is not None:
+            self._intervals.append((batch_size * num_frames, now - self._last_end))
+        self._last_end = now
+        if not self._intervals:
             return
-        _synchronize(pl_module.device)
-        elapsed = time.perf_counter() - self._window_start
-        frames_per_s = self._frames * trainer.world_size / elapsed
-        pl_module.log("train/frames_per_s", frames_per_s, on_step=True, on_epoch=False, batch_size=batch_size)
+        frames = sum(f for f, _ in self._intervals)
+        seconds = sum(s for _, s in self._intervals)
         pl_module.log(
-            "train/step_time_s", elapsed / self._batches, on_step=True, on_epoch=False, batch_size=batch_size
+            "train/frames_per_s",
+            frames * trainer.world_size / seconds,
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
         )
-        self._restart(pl_module)
-
-    def _restart(self, pl_module: pl.LightningModule) -> None:
-        _synchronize(pl_module.device)
-        self._window_start = time.perf_counter()
-        self._frames = 0
-        self._batches = 0
+        pl_module.log(
+            "train/step_time_s",
+            seconds / len(self._intervals),
+            on_step=True,
+            on_epoch=False,
+            batch_size=batch_size,
+        )
 
 
 def _synchronize(device: torch.device) -> None:

@@ -142,6 +142,7 @@ class MDGenModule(pl.LightningModule):
         self._train_noise: torch.Generator | None = None
         self._pending_noise_state: Tensor | None = None
         self._val_noise: torch.Generator | None = None
+        self.last_saved_step: int | None = None  # global step of the latest checkpoint written
         if compile_network:
             self.network.compile()
 
@@ -273,6 +274,7 @@ class MDGenModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.last_saved_step = self.global_step
         checkpoint[CHECKPOINT_KEY] = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "config": self.run_config,

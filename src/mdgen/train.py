@@ -83,6 +83,14 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if (
+            not trainer.fast_dev_run
+            and not trainer.interrupted
+            and module.last_saved_step != trainer.global_step
+        ):
+            # The checkpoint callbacks write at validation ends; keep the state where training stopped
+            # (max_steps / max_time between validations) too. Every rank calls this; rank 0 writes.
+            trainer.save_checkpoint(checkpoint_dir / "last.ckpt")
     metric = trainer.callback_metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     if metric is None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))

@@ -94,14 +94,13 @@ def test_ddp_sim_is_two_cpu_processes():
 
 def test_default_callbacks_checkpoint_last_and_best_by_val_loss_with_ema_off():
     cfg = compose_config(["paths.output_dir=/tmp/run"])
-    callbacks = {type(c).__name__: c for c in build_callbacks(cfg, has_logger=True)}
-    checkpoint = callbacks["ModelCheckpoint"]
-    assert (
-        checkpoint.dirpath == "/tmp/run/checkpoints"
-        and checkpoint.save_last
-        and checkpoint.monitor == "val/loss"
-    )
-    assert not callbacks["EMA"].enabled and callbacks["EMA"].decay == 0.999
+    callbacks = build_callbacks(cfg, has_logger=True)
+    best, last = (c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
+    assert best.dirpath == last.dirpath == "/tmp/run/checkpoints"
+    assert best.monitor == "val/loss" and best.save_top_k == 3
+    assert last.monitor is None and last.filename == "last"
+    ema = next(c for c in callbacks if type(c).__name__ == "EMA")
+    assert not ema.enabled and ema.decay == 0.999
     assert "LearningRateMonitor" not in {type(c).__name__ for c in build_callbacks(cfg, has_logger=False)}
 
 

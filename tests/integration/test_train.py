@@ -62,6 +62,25 @@ def test_overfitting_one_batch_halves_the_loss():
     assert final <= 0.5 * initial, f"loss fell from {initial:.3f} to {final:.3f} only"
 
 
+@pytest.mark.parametrize("experiment", DEMO_EXPERIMENTS)
+def test_sample_api_on_demo_batches(experiment):
+    cfg = compose_config([f"experiment={experiment}", "model=tiny", "data.batch_size=2"])
+    module = build_module(cfg).eval()
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    batch = next(iter(datamodule.val_dataloader()))
+    result = module.sample(
+        batch, generator=torch.Generator().manual_seed(0), method="euler", num_steps=3, clamp_conditioned=True
+    )
+    inputs = module.task.build_inputs(batch)
+    assert result.tokens.shape == inputs.tokens.shape and result.nfe == 2
+    given = inputs.cond_mask > 0
+    assert torch.equal(result.tokens[given], inputs.tokens[given])
+    assert result.aatype.shape == batch["aatype"].shape and result.aatype.max() < 20
+    assert (result.aa_probs is not None) == module.task.design
+
+
 RESUME = [
     "experiment=demo_forward",
     "model=tiny",
@@ -71,6 +90,8 @@ RESUME = [
     "trainer.limit_val_batches=1",
     "trainer.check_val_every_n_epoch=1",
     "trainer.max_time=null",
+    "scheduler=warmup_constant",  # independent of max_steps; the warm-up spans the resume point
+    "scheduler.warmup_steps=3",
     "callbacks.ema.enabled=true",
     "callbacks.ema.decay=0.9",
     "logger=csv",
@@ -79,9 +100,9 @@ RESUME = [
 
 
 def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
-    metric = run_training(tmp_path / "straight", *RESUME, "trainer.max_epochs=2")
-    run_training(tmp_path / "resumed", *RESUME, "trainer.max_epochs=1")
-    run_training(tmp_path / "resumed", *RESUME, "trainer.max_epochs=2", "ckpt_path=last")
+    metric = run_training(tmp_path / "straight", *RESUME, "trainer.max_steps=4")
+    run_training(tmp_path / "resumed", *RESUME, "trainer.max_steps=2")
+    run_training(tmp_path / "resumed", *RESUME, "trainer.max_steps=4", "ckpt_path=last")
 
     straight = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)
@@ -95,6 +116,7 @@ def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
         straight_ema["network.final_layer.proj.weight"],
         straight["state_dict"]["network.final_layer.proj.weight"],
     )
+    assert straight["lr_schedulers"][0]["last_epoch"] == resumed["lr_schedulers"][0]["last_epoch"] == 4
     adam_straight = straight["optimizer_states"][0]["state"]
     adam_resumed = resumed["optimizer_states"][0]["state"]
     for index, state in adam_straight.items():
@@ -111,7 +133,7 @@ def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
     with pytest.raises(IncompatibleCheckpointError, match="trained for task 'forward'"):
         load_module(tmp_path / "straight/checkpoints/last.ckpt", expected_task="interp")
     with pytest.raises(IncompatibleCheckpointError, match="trained for task 'forward'"):
-        run_training(tmp_path / "resumed", *RESUME, "task=interp", "trainer.max_epochs=3", "ckpt_path=last")
+        run_training(tmp_path / "resumed", *RESUME, "task=interp", "trainer.max_steps=6", "ckpt_path=last")
 
 
 def test_checkpoints_without_an_mdgen_config_are_refused(tmp_path):
@@ -132,6 +154,7 @@ def test_a_two_job_ddp_sweep_keeps_each_job_and_its_ranks_in_its_own_directory(t
         "task.num_frames=10",
         "trainer=ddp_sim",
         "trainer.max_steps=2",
+        "scheduler=constant",  # a 2-step run has no room for the demo's warm-up
         "logger=csv",
         "seed=1,2",
         f"hydra.sweep.dir={tmp_path}",
