@@ -58,7 +58,7 @@ def test_base_model_has_the_paper_parameter_count_for_forward_simulation():
 def test_upsample_on_eight_devices_composes_on_its_own():
     cfg = compose_config(["task=upsample", "trainer.devices=8"])
     assert cfg.trainer.devices == 8
-    assert cfg.task.cond_interval == 100 and cfg.data.num_frames == 1000 and cfg.data.frame_interval_ps == 0.1
+    assert cfg.task.cond_interval == 100 and cfg.data.num_frames == 1001 and cfg.data.frame_interval_ps == 0.1
 
 
 def test_paper_task_defaults_reproduce_the_original_recipes():
