@@ -28,3 +28,11 @@ def shared_tetrapeptides() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_matmul_precision():
+    """Tests that run training in-process must not leave reduced matmul precision to later tests."""
+    precision = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(precision)

@@ -85,7 +85,8 @@ def benchmark_train(
         device_name if device_name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
     cfg = compose_config(overrides)
-    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    if device.type == "cuda":  # see mdgen.train: 'medium' means bfloat16 matmuls on CPUs
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
     torch.manual_seed(seed)
     module = build_module(cfg).to(device).train()
     optimizer = module.optimizer_factory(params=module.parameters())

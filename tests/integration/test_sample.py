@@ -43,6 +43,7 @@ def train_tiny(run_dir: Path, experiment: str, *overrides: str) -> Path:
         f"experiment={experiment}",
         "model=tiny",
         "trainer.max_steps=2",
+        "scheduler=constant",  # 2 steps leave no room for the demo experiments' 100 warm-up steps
         "logger=none",
         f"hydra.run.dir={run_dir}",
         "trainer.enable_progress_bar=false",
