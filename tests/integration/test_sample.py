@@ -171,6 +171,11 @@ def test_forward_is_reproducible_and_resumes_only_missing_rollouts(forward_ckpt,
         assert xyz.shape[0] == 2 * (FORWARD_FRAMES - 1) + 1
         np.testing.assert_array_equal(xyz, load(again / xtcs[i].name).xyz)  # same seed, same coordinates
     assert not np.allclose(coordinates[0], coordinates[1])  # different rollouts differ
+    # every rollout starts at the given start structure itself (frame 5 of the MD), within XTC precision
+    given = read_trajectory(DEMO_MD / PEPTIDE / f"{PEPTIDE}.pdb", DEMO_MD / PEPTIDE / f"{PEPTIDE}.xtc")
+    for xtc in xtcs:
+        written = read_trajectory(xtc.with_suffix(".pdb"), xtc)
+        np.testing.assert_allclose(written.atom14[0], given.atom14[5], atol=0.011)
 
     mtimes = [xtc.stat().st_mtime_ns for xtc in xtcs]
     xtcs[1].unlink()

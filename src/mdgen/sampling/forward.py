@@ -7,6 +7,7 @@ starts from exactly the structure that was written to disk, and its omega/phi ar
 generated backbone really has (as in training data) rather than the model's free omega/phi outputs,
 which place no atom. Each chunk's frame 0 is the model's regeneration of that seed frame, a
 near-duplicate, so it is dropped: K chunks give K*(T-1)+1 frames, T apart by `task.frame_interval_ps`.
+The first frame written is the given start structure itself.
 """
 
 from __future__ import annotations
@@ -60,15 +61,17 @@ def generate_rollouts(
     generator = sampler.generator(seed)
     aatype = np.broadcast_to(start.aatype, (num_rollouts, *start.aatype.shape))  # (B, L)
     seed_frame = np.broadcast_to(start.atom14, (num_rollouts, *start.atom14.shape))  # (B, L, 14, 3)
+    start_frames = seed_frame[:, None].astype(np.float32)  # (B, 1, L, 14, 3) Å
     chunks = []
-    for chunk in range(num_chunks):
+    for _ in range(num_chunks):
         # Only frame 0 is read by a forward task; the other frames are placeholders (copies).
         window = np.broadcast_to(seed_frame[:, None], (num_rollouts, window_frames, *seed_frame.shape[1:]))
         generated = sampler.generate(window, aatype, generator).atom14  # (B, T, L, 14, 3)
-        chunks.append(generated if chunk == 0 else generated[:, 1:])
+        chunks.append(generated[:, 1:])  # frame 0 regenerates the seed frame: a near-duplicate
         seed_frame = generated[:, -1]
         on_chunk()
-    return np.concatenate(chunks, axis=1)
+    # The trajectory starts at the given start structure itself, not at the model's regeneration of it.
+    return np.concatenate([start_frames, *chunks], axis=1)
 
 
 @dataclass(frozen=True)
