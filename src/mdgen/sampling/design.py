@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mdgen.constants import RESTYPES, UNKNOWN_AATYPE
 from mdgen.sampling.decoding import designed_positions
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
-from mdgen.sampling.report import OutputReport, indices_split
+from mdgen.sampling.report import OutputReport, window_outputs_report
 from mdgen.sampling.writer import TrajectoryOutput, write_csv, write_json
 from mdgen.tasks import TaskSpec
 
@@ -167,15 +167,13 @@ def run_design(
                 outputs[i].write(generated.atom14[row], generated.aatype[row], task.frame_interval_ps, record)
     manifest = write_design_manifests(out_dir, window, positions, task, outputs)
     usage = sampler.usage - usage_before
-    generated_indices, skipped = indices_split(range(num_samples), pending)
-    return OutputReport(
-        name=window.name,
-        files=tuple(str(output.xtc) for output in outputs),
-        generated=generated_indices,
-        skipped=skipped,
-        generated_frames=len(generated_indices) * task.num_frames,
-        frame_interval_ps=task.frame_interval_ps,
-        nfe=usage.nfe,
-        wall_s=usage.wall_s,
-        details={"design_json": str(manifest), "designed_positions": positions},
+    return window_outputs_report(
+        window.name,
+        [output.xtc for output in outputs],
+        range(num_samples),
+        pending,
+        task.num_frames,
+        task.frame_interval_ps,
+        usage,
+        {"design_json": str(manifest), "designed_positions": positions},
     )

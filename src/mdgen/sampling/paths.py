@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from mdgen.io import Trajectory
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
-from mdgen.sampling.report import OutputReport, indices_split
+from mdgen.sampling.report import OutputReport, window_outputs_report
 from mdgen.sampling.writer import TrajectoryOutput, write_json
 
 LOWEST_FLUX, HIGHEST_FLUX = "lowest_flux", "highest_flux"
@@ -171,15 +171,13 @@ def run_paths(
         },
     )
     usage = sampler.usage - usage_before
-    generated_indices, skipped = indices_split([e.index for e in endpoints], pending)
-    return OutputReport(
-        name=name,
-        files=tuple(str(output.xtc) for output in outputs),
-        generated=generated_indices,
-        skipped=skipped,
-        generated_frames=len(generated_indices) * task.num_frames,
-        frame_interval_ps=task.frame_interval_ps,
-        nfe=usage.nfe,
-        wall_s=usage.wall_s,
-        details={"paths_json": str(out_dir / f"{name}_paths.json")},
+    return window_outputs_report(
+        name,
+        [output.xtc for output in outputs],
+        [e.index for e in endpoints],
+        pending,
+        task.num_frames,
+        task.frame_interval_ps,
+        usage,
+        {"paths_json": str(out_dir / f"{name}_paths.json")},
     )

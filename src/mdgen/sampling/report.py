@@ -114,3 +114,28 @@ def indices_split(
     """(generated, skipped) index tuples."""
     todo = set(pending)
     return tuple(i for i in all_indices if i in todo), tuple(i for i in all_indices if i not in todo)
+
+
+def window_outputs_report(
+    name: str,
+    xtc_paths: Sequence[Path],
+    all_indices: Sequence[int],
+    pending: Sequence[int],
+    frames_per_output: int,
+    frame_interval_ps: float,
+    usage,
+    details: Mapping[str, Any],
+) -> OutputReport:
+    """Report for a name whose outputs are one window each (paths, designs); `usage` has nfe and wall_s."""
+    generated, skipped = indices_split(all_indices, pending)
+    return OutputReport(
+        name=name,
+        files=tuple(str(path) for path in xtc_paths),
+        generated=generated,
+        skipped=skipped,
+        generated_frames=len(generated) * frames_per_output,
+        frame_interval_ps=frame_interval_ps,
+        nfe=usage.nfe,
+        wall_s=usage.wall_s,
+        details=details,
+    )
