@@ -1,0 +1,56 @@
+"""One error style for every command: a user's mistake is one line on stderr and exit status 2.
+
+Library code raises `UserError` (or a subclass) for problems with what the user gave: an option, a file,
+a sequence, a checkpoint. The entry points wrap their task function with `user_errors("mdgen.NAME")`,
+which prints `mdgen.NAME: error: <message>` and exits 2 instead of a traceback. Every other exception
+is a bug and keeps its traceback. `MDGEN_DEBUG=1` re-raises user errors too, with their traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+DEBUG_ENV = "MDGEN_DEBUG"
+USER_ERROR_EXIT_STATUS = 2
+
+R = TypeVar("R")
+
+
+class UserError(ValueError):
+    """A problem with the user's input, reported as one line naming the option or file and the problem.
+
+    A subclass of ValueError so that callers catching ValueError (and earlier tests) keep working.
+    """
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+def report_user_error(command: str, error: BaseException) -> None:
+    """Print `command: error: message` on one line of stderr (newlines inside the message are folded)."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"{command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def user_errors(command: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Decorate an entry point's task function: `UserError` -> one line on stderr, exit status 2."""
+
+    def decorate(task_function: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(task_function)
+        def wrapped(*args, **kwargs) -> R:
+            try:
+                return task_function(*args, **kwargs)
+            except UserError as error:
+                if debug_enabled():
+                    raise
+                report_user_error(command, error)
+                sys.exit(USER_ERROR_EXIT_STATUS)
+
+        return wrapped
+
+    return decorate
