@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mdgen.callbacks import ema_weights_from_checkpoint
+from mdgen.errors import UserError
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, MDGenModule
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "MDGEN_CONFIG_DIR"
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(UserError):
     """A checkpoint that `load_module` cannot rebuild (not from mdgen.train, other version or task)."""
 
 

@@ -17,6 +17,7 @@ import mdtraj as md
 import numpy as np
 
 from mdgen import constants as rc
+from mdgen.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _RESNAME_ALIASES = {
 }  # fmt: skip
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(UserError):
     """A trajectory file cannot be read or written as requested; the message names the file."""
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mdgen.errors import UserError
+
 CACHE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 NUM_TORSIONS = 7
@@ -37,7 +39,7 @@ NUM_ATOM14 = 14
 _TEMPORARY_MARKER = ".tmp-"
 
 
-class CacheError(ValueError):
+class CacheError(UserError):
     """A cache entry is missing, incomplete or inconsistent; the message names the entry."""
 
 

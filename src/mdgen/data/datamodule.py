@@ -43,13 +43,14 @@ from mdgen.data.dataset import FixedWindowDataset, TrainWindowDataset, collate_w
 from mdgen.data.layouts import ATLAS_REPLICAS, atlas_replica_name
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import SplitRow, read_split
+from mdgen.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 _SHUFFLE_STREAM = 2
 
 
-class DataSetupError(ValueError):
+class DataSetupError(UserError):
     """The splits and the cache do not fit together; the message lists the offending names."""
 
 

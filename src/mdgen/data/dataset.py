@@ -44,13 +44,14 @@ import torch
 from torch.utils.data import Dataset
 
 from mdgen.data.cache import CachedEntry, CacheError, EntryManifest, open_entry, read_manifest
+from mdgen.errors import UserError
 
 _TRAIN_STREAM = 0
 _FIXED_STREAM = 1
 _INTERVAL_TOLERANCE = 1e-6  # relative; time stamps are stored in float32 in XTC files
 
 
-class WindowError(ValueError):
+class WindowError(UserError):
     """A window cannot be cut from an entry; the message names the entry."""
 
 

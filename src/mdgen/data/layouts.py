@@ -19,13 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdgen.errors import UserError
+
 LAYOUTS = ("auto", "tetrapeptide", "atlas", "flat")
 TRAJECTORY_EXTENSIONS = (".xtc", ".dcd")
 ATLAS_REPLICAS = (1, 2, 3)
 _ATLAS_TRAJECTORY = re.compile(r"^(?P<name>.+)_prod_R(?P<replica>\d+)_fit\.xtc$")
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError):
     """The simulation directory cannot be read as the requested layout."""
 
 

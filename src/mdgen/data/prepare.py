@@ -35,6 +35,7 @@ from mdgen.data.cache import (
     read_manifest,
 )
 from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
+from mdgen.errors import UserError
 from mdgen.io import TrajectoryError, read_trajectory
 from mdgen.tokens import frame_features
 
@@ -47,7 +48,7 @@ _LOCK_FILE = ".prepare.lock"
 PREPARED, UP_TO_DATE, FAILED = "prepared", "up_to_date", "failed"
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError):
     """One entry cannot be prepared; the message says why (and names the file where there is one)."""
 
 

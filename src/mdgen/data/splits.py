@@ -14,10 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdgen.errors import UserError
+
 REQUIRED_COLUMNS = ("name", "seqres")
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """A split CSV is malformed; the message names the file (and row) and the problem."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from mdgen.errors import UserError
 from mdgen.io import rename_prochiral_atoms_to_iupac
 
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:
@@ -24,7 +25,7 @@ OPTIONAL_REFERENCE_ATOMS = frozenset({"OXT"})
 _FRAME_TOLERANCE = 1e-3
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(UserError):
     """An input file is missing, unreadable, or inconsistent with its reference; the message names it."""
 
 

@@ -17,12 +17,13 @@ import mdtraj
 import numpy as np
 
 from mdgen.constants import RESTYPES, aatype_from_sequence
+from mdgen.errors import UserError
 from mdgen.io import Trajectory, read_trajectory
 
 _INTERVAL_TOLERANCE = 1e-3  # relative; XTC time stamps are float32
 
 
-class SamplingInputError(ValueError):
+class SamplingInputError(UserError):
     """An input of a sampling run is missing, malformed, or does not fit the checkpoint."""
 
 

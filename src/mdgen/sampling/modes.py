@@ -9,13 +9,14 @@ The task's *structure* decides, not its name (a user may name a task anything):
 
 from __future__ import annotations
 
+from mdgen.errors import UserError
 from mdgen.tasks import TaskSpec
 
 FORWARD, INTERP, UPSAMPLE, DESIGN = "forward", "interp", "upsample", "design"
 SAMPLING_MODES = (FORWARD, INTERP, UPSAMPLE, DESIGN)
 
 
-class IncompatibleTaskError(ValueError):
+class IncompatibleTaskError(UserError):
     """The checkpoint's task cannot do what the sampling options ask for."""
 
 
