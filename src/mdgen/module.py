@@ -369,6 +369,7 @@ class MDGenModule(pl.LightningModule):
         tokens = solution.x1[..., :width]
         if clamp:
             tokens = torch.where(given, x_known, tokens)
+        tokens = self.task.tokens_in_angstrom(tokens)
         if self.dirichlet is None:
             return SampleResult(tokens=tokens, aatype=inputs.target_aatype, nfe=int(solution.nfe))
         aa_probs = solution.x1[..., width:].mean(dim=1)  # (B, L, 20)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from mdgen.constants import UNKNOWN_AATYPE
 from mdgen.interpolant.solvers import ADAPTIVE_METHODS, FIXED_GRID_METHODS
-from mdgen.tokens import tokens_from_features
+from mdgen.tokens import tokens_from_features, translation_slice
 
 NUM_AMINO_ACIDS = 20
 OFFSET_WIDTH = 7  # per key frame: unit quaternion (4) + translation in Å (3)
@@ -62,7 +62,8 @@ class TaskInputs:
     C_cont = 7 * K + 14 continuous channels (K key frames); padding residues have residue_mask 0.
     """
 
-    tokens: Tensor  # (B, T, L, C_cont) clean tokens x1 (offsets: quaternion w>=0 + Å; torsions (sin, cos))
+    tokens: Tensor  # (B, T, L, C_cont) clean tokens x1 in model units (quaternion w>=0, translation in
+    # units of TaskSpec.translation_scale_A Å, torsions (sin, cos))
     x_cond: Tensor  # (B, T, L, C_cont) tokens where cond_mask == 1, else 0
     cond_mask: Tensor  # (B, T, L) float 0/1: token given to the model
     loss_mask: Tensor  # (B, T, L, C_cont) float 0/1: channels supervised by the velocity loss
@@ -110,6 +111,9 @@ class TaskSpec:
         token_dim: continuous token width 7*K + 14; derived when omitted, checked when given (the model
             config interpolates `${task.token_dim}`).
         num_key_frames: K = len(key_frames); derived when omitted, checked when given.
+        translation_scale_A: the model sees offset translations in units of this many Å (METHOD 8.2:
+            the original feeds raw Å against unit-variance noise, i.e. 1.0). Tokens returned by
+            `MDGenModule.sample` are always in Å.
     """
 
     name: str
@@ -128,6 +132,7 @@ class TaskSpec:
     ode_method: str = "dopri5"
     token_dim: int | None = None
     num_key_frames: int | None = None
+    translation_scale_A: float = 1.0
 
     def __post_init__(self) -> None:
         # Hydra hands over ListConfig; keep the spec hashable and free of omegaconf types.
@@ -158,6 +163,9 @@ class TaskSpec:
             raise ValueError(f"{where}: residues {sorted(overlap)} are both conditioned and designed")
         if self.design_residues and not self.design:
             raise ValueError(f"{where}: design_residues are set but design is false")
+        object.__setattr__(self, "translation_scale_A", float(self.translation_scale_A))
+        if not self.translation_scale_A > 0:
+            raise ValueError(f"{where}: translation_scale_A must be > 0, got {self.translation_scale_A}")
         if self.ode_method not in ODE_METHODS:
             raise ValueError(f"{where}: ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
         self._check_or_derive("num_key_frames", len(self.key_frames))
@@ -211,6 +219,24 @@ class TaskSpec:
             return torch.ones(num_residues, dtype=torch.bool)
         return self.design_residue_mask(num_residues)
 
+    # ---- units of the model's token space -----------------------------------------------------------
+
+    def _scale_translations(self, tokens: Tensor, factor: float) -> Tensor:
+        if factor == 1.0:
+            return tokens
+        scale = torch.ones(tokens.shape[-1], dtype=tokens.dtype, device=tokens.device)
+        for key_index in range(len(self.key_frames)):
+            scale[translation_slice(key_index)] = factor
+        return tokens * scale
+
+    def tokens_in_angstrom(self, model_tokens: Tensor) -> Tensor:
+        """(..., C_cont) tokens of the model's space (translations / translation_scale_A) -> translations in Å."""
+        return self._scale_translations(model_tokens, self.translation_scale_A)
+
+    def tokens_in_model_units(self, tokens: Tensor) -> Tensor:
+        """(..., C_cont) tokens with translations in Å -> the model's space (translations / translation_scale_A)."""
+        return self._scale_translations(tokens, 1.0 / self.translation_scale_A)
+
     # ---- batch -> network inputs ----------------------------------------------------------------------
 
     def build_inputs(self, batch: Mapping[str, Any]) -> TaskInputs:
@@ -238,6 +264,7 @@ class TaskSpec:
         offset_width = OFFSET_WIDTH * len(key_frames)
         if self.no_torsion:
             tokens = torch.cat([tokens[..., :offset_width], torch.zeros_like(tokens[..., offset_width:])], -1)
+        tokens = self.tokens_in_model_units(tokens)
 
         frame_given = self.frame_cond_mask(num_frames).to(device)  # (T,)
         residue_given = self.residue_cond_mask(num_residues).to(device)  # (L,)

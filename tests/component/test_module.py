@@ -133,6 +133,24 @@ def test_clamped_sampling_returns_the_given_tokens_exactly():
     assert not torch.allclose(result.tokens[:, 1:], inputs.tokens[:, 1:])  # the rest is generated
 
 
+def test_sampled_tokens_come_back_in_angstrom_when_the_model_works_in_scaled_units():
+    """With translation_scale_A = 4 the model sees translations / 4; sample() must return Å (clamped
+    given tokens equal the Å tokens of the batch; the second key frame gives frame 0 a real offset)."""
+    import dataclasses
+
+    two_keys = dataclasses.replace(
+        forward_task(), key_frames=(0, -1), token_dim=None, num_key_frames=None, translation_scale_A=4.0
+    )
+    module, batch = make_module(two_keys), random_batch()
+    result = module.sample(
+        batch, generator=torch.Generator().manual_seed(5), method="euler", num_steps=3, clamp_conditioned=True
+    )
+    in_angstrom = dataclasses.replace(two_keys, translation_scale_A=1.0).build_inputs(batch).tokens
+    given = module.task.build_inputs(batch).cond_mask > 0
+    assert in_angstrom[given][..., 11:14].abs().max() > 1.0
+    torch.testing.assert_close(result.tokens[given], in_angstrom[given])
+
+
 def test_design_sampling_follows_the_predicted_identities():
     module = make_module(inpaint_task())  # the stub's logits favour class 7 everywhere
     result = module.sample(random_batch(), generator=torch.Generator().manual_seed(0))  # task default: euler

@@ -169,3 +169,24 @@ def test_taskspec_is_frozen_and_normalises_lists():
     assert task.key_frames == (0, -1) and task.token_dim == 28 and task.num_key_frames == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.num_frames = 5
+
+
+@pytest.mark.parametrize("make_task", [forward_task, interp_task])
+def test_translation_scale_divides_only_translation_channels(make_task):
+    batch = random_batch()
+    raw = make_task().build_inputs(batch).tokens
+    scaled_task = make_task(translation_scale_A=4.0)
+    scaled = scaled_task.build_inputs(batch).tokens
+    num_key_frames = len(scaled_task.key_frames)
+    translation = torch.zeros(raw.shape[-1], dtype=torch.bool)
+    for k in range(num_key_frames):
+        translation[7 * k + 4 : 7 * k + 7] = True
+    assert raw[..., translation].abs().max() > 1.0  # the batch has real translations to scale
+    torch.testing.assert_close(scaled[..., translation], raw[..., translation] / 4.0)
+    assert torch.equal(scaled[..., ~translation], raw[..., ~translation])
+    torch.testing.assert_close(scaled_task.tokens_in_angstrom(scaled), raw)
+
+
+def test_translation_scale_must_be_positive():
+    with pytest.raises(ValueError, match="translation_scale_A"):
+        forward_task(translation_scale_A=0.0)
