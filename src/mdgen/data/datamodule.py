@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from mdgen.data.cache import list_cached_entries
 from mdgen.data.dataset import FixedWindowDataset, TrainWindowDataset, collate_windows, mixed_seed
-from mdgen.data.layouts import ATLAS_REPLICAS, atlas_replica_name
+from mdgen.data.layouts import ATLAS_REPLICAS, assign_to_sim_dirs, atlas_replica_name
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import SplitRow, read_split
 from mdgen.errors import UserError
@@ -48,6 +48,14 @@ from mdgen.errors import UserError
 logger = logging.getLogger(__name__)
 
 _SHUFFLE_STREAM = 2
+
+
+def _as_path_list(sim_dir: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    if sim_dir is None:
+        return []
+    if isinstance(sim_dir, (str, Path)):
+        return [Path(sim_dir)]
+    return [Path(directory) for directory in sim_dir]
 
 
 class DataSetupError(UserError):
@@ -86,7 +94,8 @@ class MDGenDataModule(pl.LightningDataModule):
         num_frames: frames per window (T).
         frame_interval_ps: ps between window frames; a whole multiple of every entry's cached interval.
         batch_size: windows per batch PER DEVICE (global = batch_size x devices x num_nodes x accumulate).
-        sim_dir: if set, ``prepare_data`` prepares the split entries from it into ``cache_dir`` first
+        sim_dir: a simulation directory, or a list of them; if set, ``prepare_data`` prepares the split
+            entries from it (each from the directory that holds it) into ``cache_dir`` first
             (skipping up-to-date entries), with ``layout``, ``trajectory_suffix``, ``cache_interval_ps``
             (prepare's ``interval_ps``; None keeps the files' interval), ``timestep_ps``, ``min_frames``
             and ``prepare_workers`` processes.
@@ -109,7 +118,7 @@ class MDGenDataModule(pl.LightningDataModule):
         batch_size: int,
         *,
         test_split: str | Path | None = None,
-        sim_dir: str | Path | None = None,
+        sim_dir: str | Path | Sequence[str | Path] | None = None,
         layout: str = "auto",
         trajectory_suffix: str = "",
         cache_interval_ps: float | None = None,
@@ -137,7 +146,7 @@ class MDGenDataModule(pl.LightningDataModule):
         self.num_frames = int(num_frames)
         self.frame_interval_ps = float(frame_interval_ps)
         self.batch_size = int(batch_size)
-        self.sim_dir = None if sim_dir is None else Path(sim_dir)
+        self.sim_dirs = _as_path_list(sim_dir)
         self.layout = layout
         self.trajectory_suffix = trajectory_suffix
         self.cache_interval_ps = None if cache_interval_ps is None else float(cache_interval_ps)
@@ -168,25 +177,35 @@ class MDGenDataModule(pl.LightningDataModule):
         return [atlas_replica_name(row.name, replica) for replica in self.replicas]
 
     def prepare_data(self) -> None:
-        """Prepare the split entries from ``sim_dir`` into ``cache_dir`` (no-op without ``sim_dir``)."""
-        if self.sim_dir is None:
+        """Prepare the split entries from ``sim_dir`` into ``cache_dir`` (no-op without ``sim_dir``).
+
+        With several simulation directories each split name is prepared from the one that holds it.
+        """
+        if not self.sim_dirs:
             return
         names = sorted({row.name for stage in self.split_paths for row in self._split_rows(stage)})
-        summary = prepare_simulations(
-            self.sim_dir,
-            self.cache_dir,
-            interval_ps=self.cache_interval_ps,
-            names=names or None,
-            layout=self.layout,
-            trajectory_suffix=self.trajectory_suffix,
-            num_workers=self.prepare_workers,
-            min_frames=self.min_frames,
-            timestep_ps=self.timestep_ps,
-            replicas=self.replicas or ATLAS_REPLICAS,
-        )
-        rank_zero_info(summary.report())
-        if not summary.ok:
-            raise DataSetupError(summary.report())
+        if len(self.sim_dirs) == 1:
+            names_by_dir = {self.sim_dirs[0]: names or None}
+        else:
+            if not names:
+                raise DataSetupError("several sim_dir entries need split files that name the peptides")
+            names_by_dir = assign_to_sim_dirs(self.sim_dirs, names)
+        for sim_dir, dir_names in names_by_dir.items():
+            summary = prepare_simulations(
+                sim_dir,
+                self.cache_dir,
+                interval_ps=self.cache_interval_ps,
+                names=dir_names,
+                layout=self.layout,
+                trajectory_suffix=self.trajectory_suffix,
+                num_workers=self.prepare_workers,
+                min_frames=self.min_frames,
+                timestep_ps=self.timestep_ps,
+                replicas=self.replicas or ATLAS_REPLICAS,
+            )
+            rank_zero_info(summary.report())
+            if not summary.ok:
+                raise DataSetupError(summary.report())
 
     def _check_cache(self, rows_by_stage: dict[str, list[SplitRow]]) -> None:
         cached = list_cached_entries(self.cache_dir)

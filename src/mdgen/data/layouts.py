@@ -146,3 +146,31 @@ def discover_entries(
                     )
                 )
     return sorted(entries, key=lambda entry: entry.name)
+
+
+def assign_to_sim_dirs(sim_dirs: Sequence[str | Path], names: Sequence[str]) -> dict[Path, list[str]]:
+    """Which of several simulation directories holds each name: {sim_dir: [names]} in the given order.
+
+    A name belongs to a directory that has `NAME/` (tetrapeptide and ATLAS layouts) or `NAME.pdb`
+    (flat layout). A name found in no directory, or in more than one, is an error naming it.
+    """
+    dirs = [Path(d) for d in sim_dirs]
+    for directory in dirs:
+        if not directory.is_dir():
+            raise LayoutError(f"simulation directory {directory} does not exist")
+    assigned: dict[Path, list[str]] = {directory: [] for directory in dirs}
+    missing, ambiguous = [], []
+    for name in names:
+        holders = [d for d in dirs if (d / name).is_dir() or (d / f"{name}.pdb").is_file()]
+        if not holders:
+            missing.append(name)
+        elif len(holders) > 1:
+            ambiguous.append(f"{name} ({', '.join(map(str, holders))})")
+        else:
+            assigned[holders[0]].append(name)
+    if missing:
+        shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise LayoutError(f"{len(missing)} names are in none of the simulation directories {dirs}: {shown}")
+    if ambiguous:
+        raise LayoutError(f"names found in more than one simulation directory: {'; '.join(ambiguous[:20])}")
+    return {directory: found for directory, found in assigned.items() if found}
