@@ -236,3 +236,46 @@ def test_bf16_autocast_runs_and_stays_finite():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         output = run(model, inputs)
     assert torch.isfinite(output.velocity.float()).all()
+
+
+def test_original_sink_position_rotates_the_sink_key_as_position_s():
+    """sink_position="original" equals attention whose sink key is rotated as position S (the key length),
+    as in the original code; "start" leaves it unrotated. Same parameters, different outputs."""
+    torch.manual_seed(0)
+    start = SinkAttention(embed_dim=16, num_heads=2).eval()
+    original = SinkAttention(embed_dim=16, num_heads=2, sink_position="original").eval()
+    original.load_state_dict(start.state_dict())
+    x = torch.randn(2, 5, 16)
+    positions = torch.arange(5)
+
+    def heads(y):
+        return y.view(2, -1, 2, 8).transpose(1, 2)  # (N, H, S, d)
+
+    def rotate(y, pos):  # pos: (S,) positions of the rows of y
+        angle = pos[:, None].float() * 10000.0 ** (-torch.arange(0, 8, 2) / 8)  # (S, 4)
+        first, second = y[..., :4], y[..., 4:]
+        return torch.cat(
+            [first * angle.cos() - second * angle.sin(), second * angle.cos() + first * angle.sin()], -1
+        )
+
+    with torch.no_grad():
+        q = rotate(heads(original.q_proj(x)), positions)
+        k = torch.cat([heads(original.k_proj(x)), original.sink_key.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2)
+        k = rotate(k, torch.arange(6))  # the sink is key number S = 5
+        v = torch.cat([heads(original.v_proj(x)), original.sink_value.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2)
+        weights = (q @ k.transpose(-1, -2) / 8**0.5).softmax(-1)
+        expected = original.out_proj((weights @ v).transpose(1, 2).reshape(2, 5, 16))
+        torch.testing.assert_close(original(x, positions), expected, atol=1e-5, rtol=1e-5)
+        assert (original(x, positions) - start(x, positions)).abs().amax() > 1e-3
+
+
+def test_original_sink_position_makes_real_outputs_depend_on_padding():
+    """Why "start" is our default: with the original's sink position, padding residues moves the sink
+    (S grows) and changes the outputs of the real residues; with "start" it does not (test above)."""
+    torch.manual_seed(0)
+    model = perturbed(MDGenNetwork(21, 1, sink_position="original", **TINY))
+    inputs = make_inputs(2, 6, 4, 1, 21)
+    with torch.no_grad():
+        reference = run(model, inputs).velocity
+        padded = run(model, pad_residues(inputs, extra=3)).velocity[:, :, :4]
+    assert (padded - reference).abs().amax() > 1e-4

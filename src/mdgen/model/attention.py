@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from mdgen.model.layers import linear
 from mdgen.model.rotary import RotaryEmbedding
 
+SINK_POSITIONS = ("start", "original")
+
 
 class SinkAttention(nn.Module):
     """Self-attention over a sequence (residues or frames) with one extra learned key/value slot.
@@ -18,19 +20,32 @@ class SinkAttention(nn.Module):
     is never masked. It gives each query a learnable "attend to nothing" option and keeps rows whose
     real keys are all masked finite (padded residues in frame attention see only the sink).
 
-    The sink key is not rotated, i.e. it sits at position 0, and callers number positions from 0 at the
-    first real element (MDGenNetwork does), so its scores depend only on a query's offset from the start
-    of the sequence. The original rotates it as position S (one past the last key), which ties every
-    sink score to the sequence length: padding a batch would change the outputs of real residues.
-    Parameter count is the same either way.
+    Where the sink key sits (`sink_position`; the parameters are the same either way):
+      "start": not rotated, i.e. at position 0. Callers number positions from 0 at the first real
+          element (MDGenNetwork does), so its scores depend only on a query's offset from the start
+          of the sequence, and padding a batch leaves the outputs of real elements unchanged.
+      "original": rotated as position S = the sequence length of `x` (one past the last key), as the
+          original appends its bias key before applying rotary. Every sink score then depends on S:
+          padding residues, or another window length, changes the outputs of real elements. Needed to
+          reproduce the original's published weights exactly (`python -m mdgen.convert`).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, rotary_base: float = 10000.0):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        rotary_base: float = 10000.0,
+        sink_position: str = "start",
+    ):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if sink_position not in SINK_POSITIONS:
+            raise ValueError(f"sink_position must be one of {SINK_POSITIONS}, got {sink_position!r}")
         self.num_heads = num_heads
         self.dropout = dropout
+        self.sink_position = sink_position
         head_dim = embed_dim // num_heads
         self.q_proj = linear(embed_dim, embed_dim)
         self.k_proj = linear(embed_dim, embed_dim)
@@ -50,6 +65,8 @@ class SinkAttention(nn.Module):
         )
         q, k = self.rotary(q, positions), self.rotary(k, positions)
         sink_key = self._sink(self.sink_key, num_sequences, k.dtype)  # (N, H, 1, d)
+        if self.sink_position == "original":
+            sink_key = self.rotary(sink_key, torch.tensor([x.shape[1]], device=x.device))  # position S
         sink_value = self._sink(self.sink_value, num_sequences, v.dtype)
         k, v = torch.cat([k, sink_key], dim=2), torch.cat([v, sink_value], dim=2)  # (N, H, S + 1, d)
 

@@ -89,13 +89,14 @@ class IPATrunkLayer(nn.Module):
         ipa: InvariantPointAttention,
         dropout: float = 0.0,
         rotary_base: float = 10000.0,
+        sink_position: str = "start",
     ):
         super().__init__()
         self.ipa_norm = nn.LayerNorm(embed_dim)
         self.ipa = ipa
         self.adaln = AdaLN(embed_dim, 6, zero_init=False)
         self.attention_norm = plain_norm(embed_dim)
-        self.attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base)
+        self.attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base, sink_position)
         self.mlp_norm = plain_norm(embed_dim)
         self.mlp = mlp(embed_dim, mlp_ratio)
 
@@ -131,13 +132,14 @@ class SpaceTimeBlock(nn.Module):
         mlp_ratio: float,
         dropout: float = 0.0,
         rotary_base: float = 10000.0,
+        sink_position: str = "start",
     ):
         super().__init__()
         self.adaln = AdaLN(embed_dim, 9, zero_init=True)
         self.residue_norm = plain_norm(embed_dim)
-        self.residue_attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base)
+        self.residue_attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base, sink_position)
         self.frame_norm = plain_norm(embed_dim)
-        self.frame_attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base)
+        self.frame_attention = SinkAttention(embed_dim, num_heads, dropout, rotary_base, sink_position)
         self.mlp_norm = plain_norm(embed_dim)
         self.mlp = mlp(embed_dim, mlp_ratio)
 

@@ -55,6 +55,10 @@ class MDGenNetwork(nn.Module):
         max_residues: rows of the sinusoidal table; required for residue_pos_emb="table".
         time_multiplier: flow time is scaled by this before the sinusoid (original 100).
         rotary_base: rotary frequency base (10000).
+        sink_position: where every attention's learned sink key sits: "start" (unrotated, position 0;
+            real outputs do not depend on padding or window length) or "original" (rotated as position
+            S, one past the last key, as the original; set by `mdgen.convert` for its published weights).
+            See `SinkAttention`.
         grad_checkpointing: recompute each trunk layer / block in backward (saves memory, costs time).
 
     Parameter count of the base sizes: 34,152,521 for token_dim 21, K 1 (METHOD 3.8).
@@ -80,6 +84,7 @@ class MDGenNetwork(nn.Module):
         max_residues: int | None = None,
         time_multiplier: float = 100.0,
         rotary_base: float = 10000.0,
+        sink_position: str = "start",
         grad_checkpointing: bool = False,
     ):
         super().__init__()
@@ -109,6 +114,7 @@ class MDGenNetwork(nn.Module):
                 ),
                 dropout,
                 rotary_base,
+                sink_position,
             )
             for _ in range(num_ipa_blocks)
         ]
@@ -116,7 +122,8 @@ class MDGenNetwork(nn.Module):
             embed_dim, num_key_frames, trunk_layers, use_aa_emb, simplex_dim, grad_checkpointing
         )
         self.blocks = nn.ModuleList(
-            SpaceTimeBlock(embed_dim, num_heads, mlp_ratio, dropout, rotary_base) for _ in range(num_blocks)
+            SpaceTimeBlock(embed_dim, num_heads, mlp_ratio, dropout, rotary_base, sink_position)
+            for _ in range(num_blocks)
         )
         self.final_layer = FinalLayer(embed_dim, self.out_dim)
         self.sequence_head = SequenceHead(embed_dim, NUM_AMINO_ACIDS) if design else None
