@@ -260,9 +260,13 @@ def test_original_sink_position_rotates_the_sink_key_as_position_s():
 
     with torch.no_grad():
         q = rotate(heads(original.q_proj(x)), positions)
-        k = torch.cat([heads(original.k_proj(x)), original.sink_key.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2)
+        k = torch.cat(
+            [heads(original.k_proj(x)), original.sink_key.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2
+        )
         k = rotate(k, torch.arange(6))  # the sink is key number S = 5
-        v = torch.cat([heads(original.v_proj(x)), original.sink_value.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2)
+        v = torch.cat(
+            [heads(original.v_proj(x)), original.sink_value.view(1, 2, 1, 8).expand(2, -1, -1, -1)], 2
+        )
         weights = (q @ k.transpose(-1, -2) / 8**0.5).softmax(-1)
         expected = original.out_proj((weights @ v).transpose(1, 2).reshape(2, 5, 16))
         torch.testing.assert_close(original(x, positions), expected, atol=1e-5, rtol=1e-5)
