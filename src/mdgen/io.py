@@ -27,6 +27,18 @@ _DROPPED_ATOMS = frozenset({"OXT"})  # terminal carboxylate O: not part of atom1
 # Prochiral methyls named by IUPAC: the dihedral over (first, b, c, last) is positive. Builders do not
 # always follow it (the shared Leu MD swaps CD1/CD2), and the ideal side chain assumes it.
 _IUPAC_POSITIVE_IMPROPERS = {"LEU": ("CD1", "CB", "CG", "CD2"), "VAL": ("CG1", "CA", "CB", "CG2")}
+# Bond lengths (Å) a real structure's frame 0 has; the MD of data/demo/md and ../shared/data (350 K,
+# every frame) spans N-CA 1.34-1.63, CA-C 1.40-1.70, C-N 1.21-1.47, CA-CA 3.53-4.13 (cis peptides: 2.9).
+BACKBONE_BOND_LIMITS = {
+    "N-CA": (1.15, 1.80),
+    "CA-C": (1.20, 1.85),
+    "C-N(i+1)": (1.00, 1.70),
+    "CA-CA(i+1)": (2.60, 4.40),
+}
+BOND_LIMITS = (0.90, 2.50)  # any heavy-atom bond of the topology (real MD: 1.12-1.99; S-S 2.05)
+MAX_ABS_COORDINATE = 1.0e4  # Å; larger is a unit or file error, not a molecule
+_MIN_FRAME_AXIS = 0.5  # Å; shorter N-CA or CA-C defines no residue frame
+_MIN_FRAME_SINE = 0.1  # |sin| of the N-CA-C angle; smaller: N, CA, C (nearly) on one line
 _RESNAME_ALIASES = {
     # Protonation/force-field variants of standard residues (mdtraj maps most of these for PDB only).
     "HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
@@ -63,12 +75,19 @@ def read_trajectory(
     stride: int = 1,
     *,
     allow_missing_sidechain_atoms: bool = False,
+    check_bonds: bool = True,
 ) -> Trajectory:
     """PDB topology (+ XTC/DCD/H5/PDB trajectory; None reads the topology's models) -> Trajectory.
 
     A residue missing a backbone atom (N, CA, C, O) is always an error. A missing side-chain atom is
     an error too unless allow_missing_sidechain_atoms: torsions computed without atom14_mask would
     silently read the zero placeholder. When allowed, atom14_mask records what is present.
+
+    Every frame must hold finite coordinates below 1e4 Å and a proper backbone frame per residue (N,
+    CA, C apart and not on one line). With check_bonds, frame 0's bonds must also have the lengths of a
+    real structure (``BACKBONE_BOND_LIMITS``; every bond of the topology within ``BOND_LIMITS``): a PDB
+    and a trajectory of different peptides with the same atom count fail here. Pass False only for
+    files this package generated itself (model samples, whose inter-residue geometry is not MD's).
     """
     topology_path = Path(topology_path)
     coordinates_path = topology_path if trajectory_path is None else Path(trajectory_path)
@@ -98,11 +117,17 @@ def read_trajectory(
     if not allow_missing_sidechain_atoms:
         _check_complete_residues(layout, topology, topology_path)
     xyz = traj.xyz[:, layout.atom_indices] / _NM_PER_ANGSTROM  # (T, n_kept, 3) Å
-    if not np.isfinite(xyz).all():
-        bad_frame = int(np.nonzero(~np.isfinite(xyz).all(axis=(1, 2)))[0][0])
-        raise TrajectoryError(f"{coordinates_path}: non-finite (NaN/inf) coordinates in frame {bad_frame}")
+    residue_names = [f"{residue.name}{residue.resSeq}" for residue in topology.residues]
+    _check_coordinates(xyz, layout.residue_slots, residue_names, coordinates_path)
     atom14 = np.zeros((traj.n_frames, len(layout.aatype), 14, 3), dtype=np.float32)
     atom14[:, layout.residue_slots, layout.atom14_slots] = xyz
+    # Frame 0 first: with the wrong topology, its bond lengths say so more plainly than a later frame.
+    _check_backbone_frames(atom14[:1], residue_names, coordinates_path, check_angle=False)
+    if check_bonds:
+        _check_first_frame_bonds(
+            atom14, xyz, layout, topology, residue_names, coordinates_path, topology_path
+        )
+    _check_backbone_frames(atom14, residue_names, coordinates_path)
     _rename_prochiral_atoms_to_iupac(atom14, layout, coordinates_path)
     return Trajectory(
         atom14=atom14,
@@ -113,6 +138,99 @@ def read_trajectory(
         residue_index=np.arange(len(layout.aatype), dtype=np.int64),
         source=str(coordinates_path),
     )
+
+
+def _check_coordinates(
+    xyz: np.ndarray,  # (T, n_kept, 3) Å
+    residue_slots: np.ndarray,  # (n_kept,)
+    residue_names: list[str],
+    path: Path,
+) -> None:
+    """NaN/inf or absurdly large coordinates: an error naming the first bad frame and residue."""
+    with np.errstate(invalid="ignore"):
+        checks = (
+            (~np.isfinite(xyz).all(axis=-1), "non-finite (NaN/inf) coordinates"),
+            (np.abs(np.nan_to_num(xyz)).max(axis=-1) > MAX_ABS_COORDINATE, "absurd coordinates"),
+        )
+    for bad, problem in checks:  # (T, n_kept) each
+        if bad.any():
+            frame, atom = (int(i) for i in np.argwhere(bad)[0])
+            raise TrajectoryError(
+                f"{path}: {problem} in frame {frame}, residue {residue_names[residue_slots[atom]]} "
+                f"({np.round(xyz[frame, atom], 3).tolist()} Å; |x| must be < {MAX_ABS_COORDINATE:g} Å)"
+            )
+
+
+def _check_backbone_frames(
+    atom14: np.ndarray, residue_names: list[str], path: Path, check_angle: bool = True
+) -> None:
+    """atom14 (T, L, 14, 3) Å: every residue of every frame needs N, CA, C that define a frame: N-CA
+    and CA-C not collapsed to a point and (check_angle) the three atoms not on one line."""
+    n, ca, c = (atom14[:, :, slot].astype(np.float64) for slot in range(3))  # (T, L, 3) each
+    ca_n, ca_c = n - ca, c - ca
+    n_ca = np.linalg.norm(ca_n, axis=-1)  # (T, L)
+    ca_c_length = np.linalg.norm(ca_c, axis=-1)
+    collapsed = (n_ca < _MIN_FRAME_AXIS) | (ca_c_length < _MIN_FRAME_AXIS)
+    sine = np.linalg.norm(np.cross(ca_n, ca_c), axis=-1) / np.maximum(n_ca * ca_c_length, 1e-12)
+    collinear = (sine < _MIN_FRAME_SINE) & check_angle
+    for bad, problem in (
+        (collapsed, "atoms collapsed onto one point"),
+        (collinear, f"N, CA and C on one line (|sin N-CA-C| < {_MIN_FRAME_SINE})"),
+    ):
+        if bad.any():
+            frame, residue = (int(i) for i in np.argwhere(bad)[0])
+            raise TrajectoryError(
+                f"{path}: degenerate frame {frame}, residue {residue_names[residue]}: {problem}, so no "
+                f"residue frame (N-CA {n_ca[frame, residue]:.2f} Å, CA-C {ca_c_length[frame, residue]:.2f} Å)"
+            )
+
+
+def _check_first_frame_bonds(
+    atom14: np.ndarray,  # (T, L, 14, 3) Å
+    xyz: np.ndarray,  # (T, n_kept, 3) Å, the kept atoms in topology order
+    layout: _Atom14Layout,
+    topology: md.Topology,
+    residue_names: list[str],
+    path: Path,
+    topology_path: Path,
+) -> None:
+    """Frame 0's bonds must be as long as a real structure's, else the files do not belong together."""
+    n, ca, c = (atom14[0, :, slot].astype(np.float64) for slot in range(3))  # (L, 3) each
+    lengths = {
+        "N-CA": np.linalg.norm(n - ca, axis=-1),  # (L,)
+        "CA-C": np.linalg.norm(ca - c, axis=-1),
+        "C-N(i+1)": np.linalg.norm(c[:-1] - n[1:], axis=-1),  # (L - 1,)
+        "CA-CA(i+1)": np.linalg.norm(ca[:-1] - ca[1:], axis=-1),
+    }
+    for bond, values in lengths.items():
+        low, high = BACKBONE_BOND_LIMITS[bond]
+        outside = np.nonzero((values < low) | (values > high))[0]
+        if outside.size:
+            residue = int(outside[0])
+            raise TrajectoryError(
+                f"{path}: frame 0, residue {residue_names[residue]}: {bond} bond is {values[residue]:.2f} Å, "
+                f"outside {low}-{high} Å; is {topology_path} the topology of this trajectory?"
+            )
+    position_of = {int(atom): position for position, atom in enumerate(layout.atom_indices)}
+    pairs = [
+        (position_of[a.index], position_of[b.index])
+        for a, b in topology.bonds
+        if a.index in position_of and b.index in position_of
+    ]
+    if not pairs:
+        return
+    first, second = np.array(pairs).T
+    bond_lengths = np.linalg.norm(xyz[0, first].astype(np.float64) - xyz[0, second], axis=-1)
+    low, high = BOND_LIMITS
+    outside = np.nonzero((bond_lengths < low) | (bond_lengths > high))[0]
+    if outside.size:
+        index = int(outside[0])
+        names = [topology.atom(int(layout.atom_indices[i])).name for i in (first[index], second[index])]
+        raise TrajectoryError(
+            f"{path}: frame 0, residue {residue_names[layout.residue_slots[first[index]]]}: bond "
+            f"{names[0]}-{names[1]} is {bond_lengths[index]:.2f} Å, outside {low}-{high} Å; "
+            f"is {topology_path} the topology of this trajectory?"
+        )
 
 
 @dataclass(frozen=True)

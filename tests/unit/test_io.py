@@ -234,12 +234,107 @@ def test_missing_backbone_atom(tmp_path: Path, trajectory_dir: Path):
         read_trajectory(pdb)
 
 
-def test_nan_coordinates(tmp_path: Path, trajectory_dir: Path):
+def _broken_dcd(tmp_path: Path, trajectory_dir: Path, name: str, edit) -> Path:
+    """The first 5 frames of IPGD, edited in nm by `edit(xyz)`, as DCD (raw floats: NaN and 1e6 survive)."""
     traj = md.load(trajectory_dir / "IPGD.xtc", top=trajectory_dir / "IPGD.pdb")[:5]
-    traj.xyz[3, 2] = np.nan
-    traj.save_dcd(str(tmp_path / "nan.dcd"))  # DCD stores raw floats, so the NaN survives
-    with pytest.raises(TrajectoryError, match=r"nan\.dcd: non-finite .* frame 3"):
-        read_trajectory(trajectory_dir / "IPGD.pdb", tmp_path / "nan.dcd")
+    edit(traj.xyz)
+    traj.save_dcd(str(tmp_path / name))
+    return tmp_path / name
+
+
+def test_nan_coordinates(tmp_path: Path, trajectory_dir: Path):
+    path = _broken_dcd(tmp_path, trajectory_dir, "nan.dcd", lambda xyz: xyz.__setitem__((3, 2), np.nan))
+    with pytest.raises(TrajectoryError, match=r"nan\.dcd: non-finite .* in frame 3, residue ILE1"):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+
+
+def _atom_index(trajectory_dir: Path, residue: int, name: str) -> int:
+    topology = md.load_topology(trajectory_dir / "IPGD.pdb")
+    return topology.select(f"resid {residue} and name {name}")[0]
+
+
+def test_absurd_coordinates_name_file_frame_and_residue(tmp_path: Path, trajectory_dir: Path):
+    atom = _atom_index(trajectory_dir, 1, "CB")  # PRO2 (resid is 0-based)
+
+    def far_away(xyz):
+        xyz[2, atom] = 1e6  # nm: 1e7 Å
+
+    path = _broken_dcd(tmp_path, trajectory_dir, "far.dcd", far_away)
+    with pytest.raises(TrajectoryError, match=r"far\.dcd: absurd coordinates in frame 2, residue PRO2"):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+
+
+@pytest.mark.parametrize("frame", [0, 4])
+def test_frame_with_every_atom_at_the_origin_is_degenerate(tmp_path: Path, trajectory_dir: Path, frame):
+    path = _broken_dcd(tmp_path, trajectory_dir, "zero.dcd", lambda xyz: xyz.__setitem__(frame, 0.0))
+    with pytest.raises(
+        TrajectoryError, match=rf"zero\.dcd: degenerate frame {frame}, residue ILE1: atoms collapsed"
+    ):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+
+
+def test_zero_length_and_collinear_frame_axes_are_degenerate(tmp_path: Path, trajectory_dir: Path):
+    n, ca, c = (_atom_index(trajectory_dir, 2, name) for name in ("N", "CA", "C"))  # GLY3 (resid 2)
+
+    def collapse_n_onto_ca(xyz):
+        xyz[3, n] = xyz[3, ca]
+
+    path = _broken_dcd(tmp_path, trajectory_dir, "axis.dcd", collapse_n_onto_ca)
+    with pytest.raises(
+        TrajectoryError, match=r"degenerate frame 3, residue GLY3: atoms collapsed .*N-CA 0\.00"
+    ):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+
+    def put_c_on_the_n_ca_line(xyz):
+        xyz[1, c] = xyz[1, ca] + (xyz[1, ca] - xyz[1, n])  # C opposite N: a 180 degree angle
+
+    path = _broken_dcd(tmp_path, trajectory_dir, "line.dcd", put_c_on_the_n_ca_line)
+    with pytest.raises(TrajectoryError, match=r"degenerate frame 1, residue GLY3: N, CA and C on one line"):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+
+
+def test_stretched_first_frame_bond_is_named(tmp_path: Path, trajectory_dir: Path):
+    asp4 = md.load_topology(trajectory_dir / "IPGD.pdb").select("resid 3")
+
+    def pull_residue_4_away(xyz):
+        xyz[0, asp4] += np.array([0.3, 0.0, 0.0], dtype=np.float32)  # the whole residue, 3 Å
+
+    path = _broken_dcd(tmp_path, trajectory_dir, "gap.dcd", pull_residue_4_away)
+    with pytest.raises(TrajectoryError, match=r"gap\.dcd: frame 0, residue GLY3: C-N\(i\+1\) bond is"):
+        read_trajectory(trajectory_dir / "IPGD.pdb", path)
+    # Generated files may opt out of the bond check (the degenerate-frame checks stay).
+    assert read_trajectory(trajectory_dir / "IPGD.pdb", path, check_bonds=False).num_frames == 5
+
+
+def test_pdb_and_xtc_of_different_peptides_with_the_same_atom_count(trajectory_dir: Path, repo_root: Path):
+    other = repo_root / "data" / "demo" / "md" / "YGRS" / "YGRS.xtc"  # 34 atoms, like RTVD
+    assert (
+        md.load_topology(trajectory_dir / "RTVD.pdb").n_atoms
+        == md.load_topology(other.with_suffix(".pdb")).n_atoms
+    )
+    with pytest.raises(TrajectoryError) as error:
+        read_trajectory(trajectory_dir / "RTVD.pdb", other)
+    message = str(error.value)
+    assert (
+        message.startswith(f"{other}: frame 0, residue")
+        and "RTVD.pdb the topology of this trajectory" in message
+    )
+
+
+def test_real_md_passes_every_geometry_check(repo_root: Path, trajectory_dir: Path):
+    """Every frame of the committed 350 K MD (demo set and fixtures) is within the limits."""
+    pairs = [(p, p.with_suffix(".xtc")) for p in sorted((repo_root / "data" / "demo" / "md").glob("*/*.pdb"))]
+    pairs += [(p, p.with_suffix(".xtc")) for p in sorted(trajectory_dir.glob("*.pdb"))]
+    assert len(pairs) == 18
+    for pdb, xtc in pairs:
+        assert read_trajectory(pdb, xtc).num_frames > 1
+
+
+@pytest.mark.slow
+def test_shared_md_passes_every_geometry_check(shared_tetrapeptides: Path):
+    for pdb in sorted(shared_tetrapeptides.glob("*/*.pdb")):
+        for xtc in sorted(pdb.parent.glob("*.xtc")):  # 10 ps and 100 fs files
+            assert read_trajectory(pdb, xtc).num_frames > 1
 
 
 def test_unsupported_suffix_and_bad_stride(tmp_path: Path, trajectory_dir: Path):
