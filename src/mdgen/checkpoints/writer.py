@@ -1,0 +1,75 @@
+"""This project's checkpoint format for converted weights, written atomically.
+
+A converted checkpoint holds what `mdgen.config.load_module`, `mdgen.sample` and `mdgen.train init_from=`
+read from a checkpoint of `mdgen.train`: the module's `state_dict`, the EMA callback's state (when the
+original kept an EMA), and `checkpoint["mdgen"]` with the format version, the resolved run config and the
+task. Everything is a tensor, a container or a primitive, so it loads with `torch.load(weights_only=True)`.
+It has no optimizer or loop state: it starts a fine-tuning run (`init_from=`), it does not resume one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mdgen.callbacks import EMA_STATE_KEY
+from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY
+
+NETWORK_PREFIX = "network."  # MDGenModule.network
+
+
+def converted_checkpoint(
+    *,
+    network_state: Mapping[str, Tensor],
+    ema_state: Mapping[str, Tensor] | None,
+    ema_decay: float | None,
+    run_config: Mapping[str, Any],
+    task: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    epoch: int | None,
+    global_step: int | None,
+    lightning_version: str,
+) -> dict[str, Any]:
+    """The checkpoint dict; network states are keyed like `MDGenNetwork.state_dict()`."""
+    checkpoint: dict[str, Any] = {
+        "epoch": int(epoch or 0),
+        "global_step": int(global_step or 0),
+        "pytorch-lightning_version": lightning_version,
+        "state_dict": {NETWORK_PREFIX + k: v.contiguous() for k, v in network_state.items()},
+        "callbacks": {},
+        CHECKPOINT_KEY: {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "config": dict(run_config),
+            "task": dict(task),
+            "converted_from": dict(provenance),
+        },
+    }
+    if ema_state is not None:
+        checkpoint["callbacks"][EMA_STATE_KEY] = {
+            "decay": float(ema_decay),
+            # The original updates its EMA once per optimizer step and does not count the updates.
+            "num_updates": int(global_step or 0),
+            "shadow": {NETWORK_PREFIX + k: v.contiguous() for k, v in ema_state.items()},
+        }
+    return checkpoint
+
+
+def write_checkpoint_atomically(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save to a temporary file beside `path`, then rename: `path` is either complete or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(descriptor)
+    try:
+        torch.save(dict(checkpoint), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
