@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 import lightning.pytorch as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdgen.callbacks import SaveRunConfig
 from mdgen.config import (
@@ -30,6 +30,8 @@ from mdgen.config import (
     read_checkpoint,
     to_plain_dict,
 )
+from mdgen.errors import UserError
+from mdgen.module import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,11 @@ def train(cfg: DictConfig) -> float | None:
     if ckpt_path is not None:
         check_checkpoint(read_checkpoint(ckpt_path), ckpt_path, expected_task=cfg.task.name)
 
+    initial_weights = weights_for_init_from(cfg)  # may take cfg.model from the checkpoint
     run_config = to_plain_dict(cfg)
     module = build_module(cfg, run_config=run_config)
+    if initial_weights is not None:
+        module.load_state_dict(initial_weights, strict=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
@@ -99,6 +104,32 @@ def train(cfg: DictConfig) -> float | None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
         return None
     return float(metric)
+
+
+def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
+    """`init_from=CKPT`: start a new run (fresh optimizer, step 0) from the weights of a checkpoint of
+    `mdgen.train` or `mdgen.convert`. The network must be the one those weights belong to, so `cfg.model`
+    becomes the checkpoint's model config (keeping this run's `grad_checkpointing`); the run's task must
+    have the same token layout. Returns the module state dict (training weights, not EMA), or None."""
+    if not cfg.get("init_from"):
+        return None
+    if cfg.get("ckpt_path"):
+        raise UserError(
+            "init_from and ckpt_path exclude each other: ckpt_path resumes a run, init_from starts one"
+        )
+    path = Path(cfg.init_from)
+    checkpoint = read_checkpoint(path)
+    stored_model = checkpoint[CHECKPOINT_KEY]["config"]["model"]
+    for field in ("token_dim", "num_key_frames", "design", "use_aa_emb"):
+        if stored_model.get(field) != cfg.model.get(field):
+            raise UserError(
+                f"init_from={path}: its network has {field}={stored_model.get(field)}, but task "
+                f"{cfg.task.name!r} of this run needs {field}={cfg.model.get(field)}"
+            )
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({**stored_model, "grad_checkpointing": cfg.model.grad_checkpointing})
+    log.info("init_from=%s: network config and weights taken from the checkpoint", path)
+    return dict(checkpoint["state_dict"])
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
