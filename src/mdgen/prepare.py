@@ -1,7 +1,8 @@
 """Entry point: ``python -m mdgen.prepare sim_dir=DIR out_dir=CACHE [interval_ps=X] ...``.
 
 Thin Hydra wrapper around ``mdgen.data.prepare.prepare_simulations``; options are documented in
-conf/prepare.yaml. Prints the summary and exits with status 1 if any entry failed.
+conf/prepare.yaml. Prints the summary and exits with status 1 if any entry failed; a problem with the
+run itself (an option, a missing sim_dir, an out_dir that is not a cache) is one line and status 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import read_split, split_names
+from mdgen.errors import user_errors
 
 
 def _requested_names(cfg: DictConfig) -> list[str] | None:
@@ -26,6 +28,7 @@ def _requested_names(cfg: DictConfig) -> list[str] | None:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+@user_errors("mdgen.prepare")
 def main(cfg: DictConfig) -> int:
     summary = prepare_simulations(
         cfg.sim_dir,

@@ -14,15 +14,21 @@ Layout (format version ``CACHE_FORMAT_VERSION``), one directory per entry::
 
 N counts frames at the cached interval ``manifest.interval_ps``. There is no shared index file: the
 cache's contents are the directories holding a ``manifest.json`` (``list_cached_entries``). An entry is
-built in ``CACHE/NAME.tmp-XXXX`` and renamed into place after its manifest is written, so a crash
+built in ``CACHE/NAME.tmp-XXXXXXXX`` and renamed into place after its manifest is written, so a crash
 never leaves a directory that looks finished; readers ignore names containing ``.tmp-``.
+
+``CACHE/.mdgen-cache.json`` marks a directory as a cache (``is_cache_dir``; caches made before the
+marker are recognised by their ``.prepare.lock`` and entries). Nothing is ever deleted here that the
+cache did not write: an entry or temporary directory is removed file by file, only the files listed in
+``ENTRY_FILES``, and is left in place (with a warning) if it holds anything else.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
+import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
@@ -32,11 +38,21 @@ import numpy as np
 
 from mdgen.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 CACHE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+CACHE_MARKER_FILE = ".mdgen-cache.json"  # marks a directory as a cache written by mdgen.prepare
+PREPARE_LOCK_FILE = ".prepare.lock"  # held by a running prepare (fcntl.flock)
+ENTRY_ARRAYS = (
+    "rots", "trans", "torsions", "torsion_mask", "aatype", "residue_index", "atom14_frame0", "atom14_mask"
+)  # fmt: skip
+ENTRY_FILES = frozenset({MANIFEST_FILE, *(f"{name}.npy" for name in ENTRY_ARRAYS)})
 NUM_TORSIONS = 7
 NUM_ATOM14 = 14
 _TEMPORARY_MARKER = ".tmp-"
+# What EntryWriter names its work directories: mkdtemp's 8 characters, or "stale-" + 8 hex digits.
+_TEMPORARY_NAME = re.compile(r"^.+\.tmp-(?:stale-[0-9a-f]{8}|[a-z0-9_]{8})$")
 
 
 class CacheError(UserError):
@@ -91,6 +107,97 @@ def validate_entry_name(name: str) -> str:
     if not name or "/" in name or os.sep in name or name.startswith(".") or _TEMPORARY_MARKER in name:
         raise CacheError(f"invalid cache entry name {name!r}")
     return name
+
+
+def _holds_only_entry_files(directory: Path) -> bool:
+    return all(child.name in ENTRY_FILES and child.is_file() for child in directory.iterdir())
+
+
+def is_entry_dir(directory: str | Path) -> bool:
+    """A finished entry as EntryWriter leaves it: a manifest and nothing but the entry's own files."""
+    directory = Path(directory)
+    return (
+        directory.is_dir()
+        and not directory.is_symlink()
+        and (directory / MANIFEST_FILE).is_file()
+        and _holds_only_entry_files(directory)
+    )
+
+
+def is_temporary_entry_dir(directory: str | Path) -> bool:
+    """A work (or moved-aside) directory of EntryWriter, by its name; left behind when prepare is killed."""
+    directory = Path(directory)
+    return bool(_TEMPORARY_NAME.match(directory.name)) and directory.is_dir() and not directory.is_symlink()
+
+
+def remove_entry_dir(directory: str | Path) -> bool:
+    """Delete an entry or temporary directory file by file: only ``ENTRY_FILES``, then the directory.
+
+    Anything else inside (a user's file, a sub-directory) stays, as does the directory: returns False
+    and logs a warning. Missing directories count as removed.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return True
+    if directory.is_symlink() or not directory.is_dir():
+        logger.warning("%s: not a directory written by mdgen.prepare; left in place", directory)
+        return False
+    for child in directory.iterdir():
+        if child.name in ENTRY_FILES and child.is_file() and not child.is_symlink():
+            child.unlink()
+    try:
+        directory.rmdir()
+    except OSError:
+        left = sorted(child.name for child in directory.iterdir())
+        logger.warning("%s: holds files mdgen.prepare did not write (%s); left in place", directory, left)
+        return False
+    return True
+
+
+def is_cache_dir(directory: str | Path) -> bool:
+    """True for a directory prepare made: it has the marker, or (caches made before the marker) the
+    prepare lock file and nothing but entries and temporary entry directories."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return False
+    if (directory / CACHE_MARKER_FILE).is_file():
+        return True
+    if not (directory / PREPARE_LOCK_FILE).is_file():
+        return False
+    for child in directory.iterdir():
+        if child.name == PREPARE_LOCK_FILE:
+            continue
+        if is_temporary_entry_dir(child):
+            if not _holds_only_entry_files(child):
+                return False
+        elif not is_entry_dir(child):
+            return False
+    return True
+
+
+def mark_cache_dir(directory: str | Path) -> None:
+    """Write the cache marker (atomically) unless it is there."""
+    marker = Path(directory) / CACHE_MARKER_FILE
+    if marker.is_file():
+        return
+    partial = marker.with_name(f"{CACHE_MARKER_FILE}.partial")
+    partial.write_text(
+        json.dumps({"written_by": "mdgen.prepare", "format_version": CACHE_FORMAT_VERSION}, indent=1) + "\n"
+    )
+    os.replace(partial, marker)
+
+
+def remove_stale_temporaries(cache_dir: str | Path) -> list[Path]:
+    """Remove the temporary entry directories of killed prepare runs; call only while holding the
+    prepare lock (no live writer then). Returns those left in place because they hold foreign files."""
+    left = []
+    for child in sorted(Path(cache_dir).iterdir()):
+        if is_temporary_entry_dir(child):
+            if remove_entry_dir(child):
+                logger.info("removed %s, left by an interrupted prepare", child)
+            else:
+                left.append(child)
+    return left
 
 
 def read_manifest(entry_dir: str | Path) -> EntryManifest:
@@ -170,19 +277,25 @@ class EntryWriter:
             np.save(self.work_dir / f"{array_name}.npy", array)
         (self.work_dir / MANIFEST_FILE).write_text(manifest.to_json())
         final_dir = self.cache_dir / self.name
-        if final_dir.exists():
+        if final_dir.exists() or final_dir.is_symlink():
+            if final_dir.is_symlink() or not is_entry_dir(final_dir):
+                raise CacheError(
+                    f"cache entry {self.name}: {final_dir} exists and is not an entry written by "
+                    "mdgen.prepare (it holds other files or no manifest.json); it was left untouched: "
+                    "move it away or choose another out_dir"
+                )
             # A directory cannot be renamed over a non-empty one: move the stale entry aside first.
             stale_dir = self.cache_dir / f"{self.name}{_TEMPORARY_MARKER}stale-{uuid.uuid4().hex[:8]}"
             os.replace(final_dir, stale_dir)
             os.replace(self.work_dir, final_dir)
-            shutil.rmtree(stale_dir)
+            remove_entry_dir(stale_dir)
         else:
             os.replace(self.work_dir, final_dir)
         self._committed = True
         return final_dir
 
     def abort(self) -> None:
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        remove_entry_dir(self.work_dir)
 
     def __enter__(self) -> EntryWriter:
         return self

@@ -6,6 +6,10 @@ frames to bound memory), and install the entry atomically. An entry whose manife
 source files (path, size, mtime) and the requested interval is left alone. A bad entry (missing file,
 atom-count mismatch, non-standard residue, NaN coordinates, too few frames, ...) is recorded with its
 problem and the others are still prepared; ``PrepareSummary.ok`` is False if any failed.
+
+The cache directory must be new, empty or a cache prepare made (``mdgen.data.cache.is_cache_dir``), and
+neither equal to, inside, nor around the simulation directory: prepare never writes among a user's
+files, and deletes only what it wrote (stale ``NAME.tmp-*`` directories of a killed run included).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import fcntl
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -28,13 +33,18 @@ from tqdm.auto import tqdm
 from mdgen.constants import UNKNOWN_AATYPE
 from mdgen.data.cache import (
     CACHE_FORMAT_VERSION,
+    PREPARE_LOCK_FILE,
     CacheError,
     EntryManifest,
     EntryWriter,
     SourceFile,
+    is_cache_dir,
+    mark_cache_dir,
     read_manifest,
+    remove_stale_temporaries,
 )
 from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
+from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
 from mdgen.io import TrajectoryError, read_trajectory
 from mdgen.tokens import frame_features
@@ -43,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 _INTERVAL_TOLERANCE = 1e-6  # relative
 _TIMESTAMP_TOLERANCE = 1e-3  # relative; XTC stores time stamps as float32
-_LOCK_FILE = ".prepare.lock"
 
 PREPARED, UP_TO_DATE, FAILED = "prepared", "up_to_date", "failed"
 
@@ -270,11 +279,54 @@ def _write_frame_features(
     return torsion_mask
 
 
+def check_cache_location(sim_dir: str | Path, cache_dir: str | Path) -> None:
+    """Refuse a cache directory that is, is inside, or contains the simulation directory, or that exists
+    and holds anything but a cache: prepare would write among (and replace) the user's files."""
+    sim_dir, cache_dir = Path(sim_dir), Path(cache_dir)
+    sim_resolved, cache_resolved = sim_dir.resolve(), cache_dir.resolve()
+    if cache_resolved == sim_resolved:
+        raise PrepareError(
+            f"out_dir {cache_dir} is the simulation directory sim_dir; give a separate out_dir"
+        )
+    if cache_resolved.is_relative_to(sim_resolved):
+        raise PrepareError(
+            f"out_dir {cache_dir} is inside the simulation directory {sim_dir}; give an out_dir outside it"
+        )
+    if sim_resolved.is_relative_to(cache_resolved):
+        raise PrepareError(
+            f"out_dir {cache_dir} contains the simulation directory {sim_dir}; give an out_dir outside it"
+        )
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise PrepareError(f"out_dir {cache_dir} exists and is not a directory")
+    if cache_dir.is_dir() and not is_cache_dir(cache_dir):
+        try:
+            contents = sorted(child.name for child in cache_dir.iterdir())
+        except OSError as error:
+            raise PrepareError(f"out_dir {cache_dir}: cannot list it ({error.strerror})") from error
+        if contents:
+            shown = ", ".join(contents[:5]) + (", ..." if len(contents) > 5 else "")
+            raise PrepareError(
+                f"out_dir {cache_dir} is not empty and is not a cache written by mdgen.prepare (it holds "
+                f"{shown}); give a new or empty directory"
+            )
+
+
+def _create_cache_dir(cache_dir: Path) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PrepareError(f"out_dir {cache_dir}: cannot create it ({error.strerror or error})") from error
+
+
 @contextmanager
 def _exclusive_lock(cache_dir: Path):
     """Serialise concurrent prepare runs on one cache (e.g. one per node under DDP)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / _LOCK_FILE, "w") as handle:
+    _create_cache_dir(cache_dir)
+    try:
+        handle = open(cache_dir / PREPARE_LOCK_FILE, "w")
+    except OSError as error:
+        raise PrepareError(f"out_dir {cache_dir}: cannot write in it ({error.strerror or error})") from error
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -282,7 +334,8 @@ def _exclusive_lock(cache_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # a killed prepare leaves no worker writing into the cache
     torch.set_num_threads(1)  # one process per core; torch's own threads would oversubscribe
 
 
@@ -315,29 +368,38 @@ def prepare_simulations(
     started = time.perf_counter()
     cache_dir = Path(cache_dir)
     if min_frames < 2:
-        raise ValueError(f"min_frames must be >= 2 (two frames define the frame interval), got {min_frames}")
+        raise PrepareError(
+            f"min_frames must be >= 2 (two frames define the frame interval), got {min_frames}"
+        )
     if interval_ps is not None and not interval_ps > 0:
-        raise ValueError(f"interval_ps must be > 0 or None, got {interval_ps}")
+        raise PrepareError(f"interval_ps must be > 0 or null, got {interval_ps}")
+    if chunk_frames < 1:
+        raise PrepareError(f"chunk_frames must be >= 1, got {chunk_frames}")
     entries = discover_entries(
         sim_dir, layout=layout, names=names, trajectory_suffix=trajectory_suffix, replicas=replicas
     )
+    check_cache_location(sim_dir, cache_dir)
     options = PrepareOptions(
         interval_ps=interval_ps, timestep_ps=timestep_ps, min_frames=min_frames, chunk_frames=chunk_frames
     )
     jobs = [(entry, cache_dir, options) for entry in entries]
-    bar = tqdm(total=len(jobs), desc="prepare", unit="entry", disable=not progress)
     outcomes = []
     with _exclusive_lock(cache_dir):
+        mark_cache_dir(cache_dir)
+        remove_stale_temporaries(cache_dir)  # no other prepare runs on this cache while we hold the lock
+        bar = tqdm(total=len(jobs), desc="prepare", unit="entry", disable=not progress)
         if num_workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 outcomes.append(_prepare_entry_star(job))
                 bar.update()
         else:
-            # Not fork: forking a process whose torch/OpenMP threads have run can deadlock. The fork
-            # server imports this module once and forks every worker from that clean process.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-            with context.Pool(min(num_workers, len(jobs)), initializer=_init_worker) as pool:
+            # Not fork: forking a process whose torch/OpenMP threads have run can deadlock. Not the fork
+            # server either: its workers are its children, and it outlives a killed parent as long as
+            # they live, so they could not die with the parent (mdgen.data.workers).
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(
+                min(num_workers, len(jobs)), initializer=_init_worker, initargs=(os.getpid(),)
+            ) as pool:
                 for outcome in pool.imap_unordered(_prepare_entry_star, jobs):
                     outcomes.append(outcome)
                     bar.update()
