@@ -7,10 +7,14 @@ the sampling CLI) and tests share it. Everything it builds is an ordinary object
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import pickle
+import re
 import sys
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,14 @@ CONFIG_DIR_ENV = "MDGEN_CONFIG_DIR"
 
 class IncompatibleCheckpointError(UserError):
     """A checkpoint that `load_module` cannot rebuild (not from mdgen.train, other version or task)."""
+
+
+class UnsafeCheckpointError(IncompatibleCheckpointError):
+    """A checkpoint refused because loading or rebuilding it could run code that the file names."""
+
+
+# Packages whose classes a checkpoint's stored config may name in `_target_` (only those conf/ uses).
+CHECKPOINT_TARGET_PACKAGES = ("mdgen", "torch", "lightning")
 
 
 def config_dir() -> Path:
@@ -133,21 +145,51 @@ def pin_ddp_relaunch_to_job_dir() -> None:
 
 
 def read_checkpoint(ckpt_path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file and check that mdgen.train wrote it in a format this version reads."""
+    """Load a checkpoint file safely and check that mdgen.train wrote it in a format this version reads.
+
+    Only tensors and plain containers/values are unpickled (`weights_only=True`): a file that names any
+    other object (a pickle payload) is refused with `UnsafeCheckpointError` before that object is built.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False, mmap=True)
+        raise IncompatibleCheckpointError(f"checkpoint {path} does not exist")
+    checkpoint = load_checkpoint_file(path, map_location)
     check_checkpoint(checkpoint, path)
     return checkpoint
+
+
+def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> Any:
+    """`torch.load(weights_only=True)` with one-line errors naming the file instead of torch's essays."""
+    try:
+        is_archive = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise IncompatibleCheckpointError(f"{path}: cannot be read ({error.strerror or error})") from error
+    if not is_archive:  # torch.save writes a zip archive; anything else (text, truncated file) is not one
+        raise IncompatibleCheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a torch.save archive: another kind of file, or truncated)"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f" ({refused.group(1)})" if refused else ""
+        raise UnsafeCheckpointError(
+            f"{path}: refused: it holds a pickled object{what} that is not a tensor or a plain value, and "
+            "loading it could run code from the file (mdgen checkpoints hold only tensors and plain values)"
+        ) from error
+    except Exception as error:  # torch raises RuntimeError/EOFError/OSError/... for damaged archives
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise IncompatibleCheckpointError(
+            f"{path}: cannot be read as a PyTorch checkpoint ({first_line})"
+        ) from error
 
 
 def check_checkpoint(
     checkpoint: Mapping[str, Any], path: str | Path, expected_task: str | None = None
 ) -> None:
     """Raise `IncompatibleCheckpointError` unless the checkpoint carries a config this version rebuilds."""
-    entry = checkpoint.get(CHECKPOINT_KEY)
-    if not isinstance(entry, Mapping) or not entry.get("config"):
+    entry = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("config"), Mapping) or not entry["config"]:
         raise IncompatibleCheckpointError(
             f"{path}: no mdgen config inside the checkpoint (key {CHECKPOINT_KEY!r}); it was not written by "
             "`python -m mdgen.train`, so the network, task and interpolant cannot be rebuilt from it"
@@ -157,11 +199,88 @@ def check_checkpoint(
         raise IncompatibleCheckpointError(
             f"{path}: checkpoint format version {version}, this mdgen reads version {CHECKPOINT_FORMAT_VERSION}"
         )
-    task_name = entry["config"]["task"]["name"]
+    task = entry["config"].get("task")
+    task_name = task.get("name") if isinstance(task, Mapping) else None
+    if not isinstance(task_name, str):
+        raise IncompatibleCheckpointError(f"{path}: the stored config has no task name (task.name)")
     if expected_task is not None and task_name != expected_task:
         raise IncompatibleCheckpointError(
             f"{path}: checkpoint was trained for task {task_name!r}, but task {expected_task!r} was requested"
         )
+
+
+@functools.cache
+def _conf_targets(conf: Path) -> frozenset[str]:
+    targets = set()
+    for yaml_file in sorted(conf.rglob("*.yaml")):
+        node = OmegaConf.to_container(OmegaConf.load(yaml_file), resolve=False)
+        targets.update(target for _, target in _targets_in(node))
+    return frozenset(targets)
+
+
+def allowed_targets() -> frozenset[str]:
+    """`_target_`s a checkpoint's stored config may name: those of conf/ in mdgen, torch and lightning.
+
+    Read from conf/ itself, so a class that a config file starts to use is allowed without a second list.
+    """
+    return frozenset(
+        target
+        for target in _conf_targets(config_dir())
+        if isinstance(target, str) and target.split(".")[0] in CHECKPOINT_TARGET_PACKAGES
+    )
+
+
+def _targets_in(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every `_target_` in a plain nested dict/list."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key == "_target_":
+                yield here, value
+            else:
+                yield from _targets_in(value, here)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _targets_in(value, f"{where}[{index}]")
+
+
+def _interpolations_in(node: Any, where: str = "") -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _interpolations_in(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _interpolations_in(value, f"{where}[{index}]")
+    elif isinstance(node, str) and "${" in node:
+        yield where
+
+
+def vetted_run_config(stored: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's stored config, resolved, once every `_target_` in it is known to be allowed.
+
+    Nothing is instantiated here. Interpolations are resolved first, so a target reached through one is
+    judged by its value; the result holds no interpolation left to resolve later (an escaped one
+    would become one), so what was checked is exactly what `build_module` instantiates.
+    """
+    try:
+        resolved = OmegaConf.to_container(OmegaConf.create(dict(stored)), resolve=True)
+    except Exception as error:  # omegaconf raises many types for values and interpolations it rejects
+        message = " ".join(str(error).split())
+        raise IncompatibleCheckpointError(f"{path}: the stored config cannot be read ({message})") from error
+    allowed = allowed_targets()
+    for key, target in _targets_in(resolved):
+        if target not in allowed:
+            raise UnsafeCheckpointError(
+                f"{path}: refused: the stored config names _target_ {target!r} (at {key}), which is not one "
+                "of the mdgen/torch classes that conf/ uses; building it could run any code"
+            )
+    leftover = next(_interpolations_in(resolved), None)
+    if leftover is not None:
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the stored config value at {leftover} still holds an interpolation after "
+            "resolving; mdgen.train stores resolved configs"
+        )
+    return resolved
 
 
 def load_module(
@@ -185,7 +304,7 @@ def load_module(
     """
     checkpoint = read_checkpoint(ckpt_path, map_location=map_location)
     check_checkpoint(checkpoint, ckpt_path, expected_task)
-    run_config = checkpoint[CHECKPOINT_KEY]["config"]
+    run_config = vetted_run_config(checkpoint[CHECKPOINT_KEY]["config"], ckpt_path)
     module = build_module(OmegaConf.create(run_config), run_config=run_config)
     state = dict(checkpoint["state_dict"])
     ema = ema_weights_from_checkpoint(checkpoint) if use_ema else None

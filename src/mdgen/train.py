@@ -90,7 +90,8 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = hydra.utils.instantiate(cfg.data)
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # Lightning reads the checkpoint again: tensors and plain values only (a pickle payload never runs)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if (
             not trainer.fast_dev_run
             and not trainer.interrupted
