@@ -1,15 +1,19 @@
 """Entry point: ``python -m mdgen.simulate sequences=[FLRH,AAAA] out_dir=DIR length_ns=X``.
 
 Thin Hydra wrapper around ``mdgen.data.simulate``; options are documented in conf/simulate.yaml.
+A user error (an option, a sequence, a corrupt finished peptide, a peptide another run holds) is one
+line on stderr and exit status 2.
 """
 
 import hydra
 from omegaconf import DictConfig
 
 from mdgen.data.simulate import SimulationProtocol, simulate_peptides
+from mdgen.errors import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="simulate")
+@user_errors("mdgen.simulate")
 def main(cfg: DictConfig) -> float:
     protocol = SimulationProtocol(
         solvent=cfg.protocol,
@@ -29,7 +33,7 @@ def main(cfg: DictConfig) -> float:
         threads=cfg.threads,
         note=cfg.note,
     )
-    sequences = [cfg.sequences] if isinstance(cfg.sequences, str) else list(cfg.sequences)
+    sequences = [cfg.sequences] if isinstance(cfg.sequences, str) else list(cfg.sequences or [])
     records = simulate_peptides(
         sequences,
         cfg.out_dir,

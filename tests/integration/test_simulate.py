@@ -18,6 +18,7 @@ from mdgen.data.simulate import (
     SOLVENT_PRESETS,
     SimulationInterrupted,
     SimulationProtocol,
+    SimulationSetupError,
     append_xtc,
     peptide_seed,
     replace_custom_obc2_with_native,
@@ -140,7 +141,9 @@ def test_interrupted_run_resumes_to_the_same_trajectory(finished, tmp_path):
         work_dir / f"{NAME}.xtc", np.zeros((3, HEAVY_ATOMS, 3), np.float32), np.array([90.0, 91.0, 92.0])
     )
 
-    with pytest.raises(RuntimeError, match="another protocol or seed"):
+    with pytest.raises(
+        SimulationSetupError, match=r"another protocol or seed: temperature_K=350\.0 \(now 300\.0\)"
+    ):
         simulate_peptide(NAME, tmp_path, replace(PROTOCOL, temperature_K=300.0), SEED)
 
     record = simulate_peptide(NAME, tmp_path, PROTOCOL, SEED)
@@ -167,7 +170,7 @@ def test_crash_before_first_checkpoint_restarts_cleanly(tmp_path):
 
 def test_unfinished_directory_without_info_is_refused(tmp_path):
     (tmp_path / NAME).mkdir()
-    with pytest.raises(RuntimeError, match="info.json"):
+    with pytest.raises(SimulationSetupError, match="info.json"):
         simulate_peptide(NAME, tmp_path, PROTOCOL, SEED)
 
 
@@ -178,7 +181,7 @@ def test_truncate_xtc_keeps_leading_frames(tmp_path):
     with XTCTrajectoryFile(str(path)) as handle:
         _, time_ps, _, _ = handle.read()
     np.testing.assert_allclose(time_ps, [0.0, 1.0, 2.0])
-    with pytest.raises(RuntimeError, match="holds 3 frames"):
+    with pytest.raises(SimulationSetupError, match="holds 3 frames"):
         truncate_xtc(path, 4)
 
 
@@ -219,7 +222,7 @@ def test_peptide_seed_depends_on_name_not_order():
     ],
 )
 def test_protocol_rejects_inconsistent_values(change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SimulationSetupError, match=message):  # a UserError: one line from the CLI
         replace(PROTOCOL, **change)
 
 

@@ -21,6 +21,8 @@ import openmm
 import openmm.app as app
 from openmm import unit
 
+from mdgen.errors import UserError
+
 STANDARD_RESIDUES_1TO3 = {
     "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU",
     "G": "GLY", "H": "HIS", "I": "ILE", "L": "LEU", "K": "LYS", "M": "MET", "F": "PHE",
@@ -62,13 +64,13 @@ class BuiltPeptide:
 
 
 def check_sequence(sequence: str) -> str:
-    """Return the sequence upper-cased; raise ValueError naming any non-standard letter."""
+    """Return the sequence upper-cased; raise UserError (a ValueError) naming any non-standard letter."""
     if not sequence:
-        raise ValueError("empty peptide sequence")
+        raise UserError("empty peptide sequence")
     upper = sequence.upper()
     bad = sorted({letter for letter in upper if letter not in STANDARD_RESIDUES_1TO3})
     if bad:
-        raise ValueError(
+        raise UserError(
             f"sequence {sequence!r} contains non-standard residue letter(s) {bad}; "
             f"allowed: {''.join(sorted(STANDARD_RESIDUES_1TO3))}"
         )

@@ -11,10 +11,19 @@ Frames are superposed on production frame 0 (all heavy atoms), as the published 
 Work happens in ``OUT/NAME.tmp/``, renamed to ``OUT/NAME/`` only when complete, so a directory
 without the ``.tmp`` suffix is always finished. An interrupted run resumes from the last OpenMM
 checkpoint in ``NAME.tmp/`` with its XTC files cut back to the checkpoint's frame counts.
+
+Several runs on one OUT are safe: a process works on a peptide only while it holds the exclusive
+``flock`` of ``NAME.tmp/.simulate.lock``. The kernel releases it when the holder dies, however it
+died, so the lock of a killed run is taken over without any stale-lock guessing; a live holder makes
+the peptide "busy" (one line, nothing touched). Workers of ``n_jobs > 1`` die with the parent
+(``mdgen.data.workers``). A finished peptide is checked before it is skipped (``verify_finished``:
+frame counts against info.json, evenly increasing time, atoms against the PDB); a corrupt one is
+reported, never deleted.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -23,8 +32,9 @@ import shutil
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,12 +46,28 @@ from mdtraj.formats import XTCTrajectoryFile
 from openmm import unit
 
 from mdgen.data.peptide_builder import build_peptide, check_sequence
+from mdgen.data.workers import die_with_parent
+from mdgen.errors import UserError
 
 INFO_FILE = "info.json"
 RESUME_FILE = "resume.npz"
 SYSTEM_FILE = "system.xml"
 START_FILE = "start_all_atoms.pdb"
+LOCK_FILE = ".simulate.lock"  # in NAME.tmp/; flock-ed by the process working on the peptide
 WORK_SUFFIX = ".tmp"
+_TIME_TOLERANCE = 1e-2  # relative, on the spacing of XTC time stamps (stored as float32)
+
+
+class SimulationSetupError(UserError):
+    """The requested simulation cannot be run as asked (options, sequences, out_dir); names the problem."""
+
+
+class PeptideBusyError(UserError):
+    """Another live process holds a peptide's lock: it is being simulated right now."""
+
+
+class CorruptOutputError(UserError):
+    """A peptide marked finished (info.json) whose files disagree with it; it is reported, not deleted."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +138,13 @@ class SimulationProtocol:
             if declared.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, name, float(value))
         if self.solvent not in SOLVENT_PRESETS:
-            raise ValueError(
+            raise SimulationSetupError(
                 f"unknown solvent preset {self.solvent!r}; choose one of {sorted(SOLVENT_PRESETS)}"
             )
         if self.constraints not in ("HBonds", "AllBonds", "HAngles", "None"):
-            raise ValueError(f"constraints={self.constraints!r} is not an OpenMM constraint type")
+            raise SimulationSetupError(f"constraints={self.constraints!r} is not an OpenMM constraint type")
         if self.production_ns <= 0 or self.timestep_fs <= 0:
-            raise ValueError(
+            raise SimulationSetupError(
                 f"production_ns={self.production_ns} and timestep_fs={self.timestep_fs} must be > 0"
             )
         for label, interval_fs in self._intervals_fs().items():
@@ -140,7 +166,7 @@ class SimulationProtocol:
     def steps_in(self, duration_fs: float, label: str = "duration") -> int:
         steps = duration_fs / self.timestep_fs
         if abs(steps - round(steps)) > 1e-6:
-            raise ValueError(
+            raise SimulationSetupError(
                 f"{label} = {duration_fs} fs is not a whole number of {self.timestep_fs} fs steps"
             )
         return round(steps)
@@ -149,7 +175,7 @@ class SimulationProtocol:
     def frames_in(length_ps: float, interval_ps: float, label: str) -> int:
         frames = length_ps / interval_ps
         if abs(frames - round(frames)) > 1e-6 or round(frames) < 1:
-            raise ValueError(
+            raise SimulationSetupError(
                 f"{label}: {length_ps} ps is not a positive whole number of {interval_ps} ps frames"
             )
         return round(frames)
@@ -227,6 +253,128 @@ def is_finished(out_dir: Path, name: str) -> bool:
     return (Path(out_dir) / name / INFO_FILE).is_file()
 
 
+def verify_finished(out_dir: str | Path, name: str) -> PeptideSimulationRecord:
+    """The record of a finished peptide, after checking its files against it.
+
+    info.json must be a simulate record of NAME; NAME.pdb must hold ``num_heavy_atoms`` atoms; NAME.xtc
+    (and NAME_fine.xtc when recorded) ``num_frames`` (``num_fine_frames``) frames of as many atoms, time
+    stamps rising from ``first_frame_time_ps`` by the recorded interval. Raises CorruptOutputError
+    naming the first disagreement; nothing is changed or deleted.
+    """
+    directory = Path(out_dir) / name
+
+    def corrupt(problem: str) -> CorruptOutputError:
+        return CorruptOutputError(
+            f"{directory} is marked finished ({INFO_FILE}) but {problem}; it was left untouched: move it "
+            f"away to simulate {name} again"
+        )
+
+    try:
+        record = PeptideSimulationRecord(**json.loads((directory / INFO_FILE).read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        raise corrupt(f"its {INFO_FILE} is not a simulate record ({error})") from error
+    if record.sequence != name:
+        raise corrupt(f"its {INFO_FILE} describes {record.sequence!r}")
+    try:
+        pdb_atoms = mdtraj.load_topology(str(directory / f"{name}.pdb")).n_atoms
+    except Exception as error:  # mdtraj raises many types for missing or corrupt files
+        raise corrupt(f"{name}.pdb cannot be read ({error})") from error
+    if pdb_atoms != record.num_heavy_atoms:
+        raise corrupt(f"{name}.pdb has {pdb_atoms} atoms, {INFO_FILE} says {record.num_heavy_atoms}")
+    trajectories = [(f"{name}.xtc", record.num_frames, record.coarse_interval_ps)]
+    if record.num_fine_frames:
+        trajectories.append((f"{name}_fine.xtc", record.num_fine_frames, record.fine_interval_fs / 1000.0))
+    for file_name, num_frames, interval_ps in trajectories:
+        problem = _trajectory_problem(
+            directory / file_name, num_frames, interval_ps, record.first_frame_time_ps, pdb_atoms
+        )
+        if problem:
+            raise corrupt(f"{file_name} {problem}")
+    return record
+
+
+def _trajectory_problem(
+    path: Path, num_frames: int, interval_ps: float, first_ps: float, num_atoms: int
+) -> str | None:
+    """Why an XTC file is not the finished trajectory info.json describes, or None."""
+    try:
+        with XTCTrajectoryFile(str(path), "r") as handle:
+            xyz, time_ps, _, _ = handle.read()  # (T, N, 3) nm, (T,) ps
+    except Exception as error:  # mdtraj raises many types for missing or corrupt files
+        return f"cannot be read ({error})"
+    if len(time_ps) != num_frames:
+        return f"holds {len(time_ps)} frames, {INFO_FILE} says {num_frames}"
+    if xyz.shape[1] != num_atoms:
+        return f"has {xyz.shape[1]} atoms per frame, the PDB {num_atoms}"
+    time_ps = time_ps.astype(np.float64)
+    backwards = np.nonzero(np.diff(time_ps) <= 0)[0]
+    if backwards.size:
+        k = int(backwards[0])
+        return f"time does not increase at frame {k + 1} ({time_ps[k]:g} ps, then {time_ps[k + 1]:g} ps)"
+    expected = first_ps + interval_ps * np.arange(num_frames)
+    tolerance = _TIME_TOLERANCE * interval_ps + 1e-6 * np.abs(expected).max()  # float32 stamps
+    off = np.nonzero(np.abs(time_ps - expected) > tolerance)[0]
+    if off.size:
+        k = int(off[0])
+        return f"frame {k} is at {time_ps[k]:g} ps, expected {expected[k]:g} ps ({interval_ps:g} ps apart)"
+    return None
+
+
+@contextmanager
+def peptide_lock(work_dir: Path) -> Iterator[None]:
+    """Hold the peptide's lock, ``flock`` of work_dir/.simulate.lock (created, with work_dir, if needed).
+
+    Raises PeptideBusyError when a live process holds it. The kernel drops a lock when its process dies,
+    so a lock left by a killed run is simply taken. The lock file travels with NAME.tmp when a finished
+    peptide is renamed to NAME; a process that opened it just before checks after locking that the file
+    is still the one at work_dir, and otherwise starts over (and then finds the peptide finished).
+    """
+    lock_path = work_dir / LOCK_FILE
+    while True:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # work_dir was renamed away between mkdir and open
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(descriptor)
+            raise PeptideBusyError(
+                f"{work_dir.name.removesuffix(WORK_SUFFIX)} is being simulated by {holder} (lock {lock_path} "
+                "is held); wait for that run or stop it"
+            ) from None
+        try:
+            still_there = os.path.samestat(os.fstat(descriptor), os.stat(lock_path))
+        except FileNotFoundError:
+            still_there = False
+        if still_there:
+            break
+        os.close(descriptor)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def lock_is_held(work_dir: Path) -> bool:
+    """True while a live process holds the peptide's lock (probes it without creating anything)."""
+    try:
+        descriptor = os.open(work_dir / LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
 def select_platform(requested: str) -> openmm.Platform:
     """The named OpenMM platform, or for 'auto' the one OpenMM rates fastest (CUDA > OpenCL > CPU > Reference)."""
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
@@ -236,7 +384,7 @@ def select_platform(requested: str) -> openmm.Platform:
             key=lambda platform: platform.getSpeed(),
         )
     if requested not in names:
-        raise ValueError(f"OpenMM platform {requested!r} is not available here; available: {names}")
+        raise SimulationSetupError(f"OpenMM platform {requested!r} is not available here; available: {names}")
     return openmm.Platform.getPlatformByName(requested)
 
 
@@ -363,11 +511,13 @@ def truncate_xtc(path: Path, num_frames: int) -> None:
         path.unlink(missing_ok=True)
         return
     if not path.is_file():
-        raise RuntimeError(f"{path}: missing, but the checkpoint says it holds {num_frames} frames")
+        raise SimulationSetupError(
+            f"{path}: missing, but the checkpoint says it holds {num_frames} frames; delete {path.parent}"
+        )
     with XTCTrajectoryFile(str(path), "r") as handle:
         xyz, time_ps, _, _ = handle.read(n_frames=num_frames)
     if len(xyz) < num_frames:
-        raise RuntimeError(
+        raise SimulationSetupError(
             f"{path}: holds {len(xyz)} frames, but the checkpoint says {num_frames}; delete the .tmp dir"
         )
     rewritten = path.with_suffix(".truncated.xtc")
@@ -442,18 +592,56 @@ def simulate_peptide(
 ) -> PeptideSimulationRecord:
     """Simulate one peptide into out_dir/NAME/; resume from out_dir/NAME.tmp/ if a checkpoint is there.
 
-    A finished peptide (out_dir/NAME/info.json exists) is not re-run: its record is returned.
+    A finished peptide (out_dir/NAME/info.json exists) is not re-run: its record is returned once
+    ``verify_finished`` accepts its files. Raises PeptideBusyError if another process works on it.
     """
     name = check_sequence(sequence)
     out_dir = Path(out_dir)
     final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
     if is_finished(out_dir, name):
-        return PeptideSimulationRecord(**json.loads((final_dir / INFO_FILE).read_text()))
+        return verify_finished(out_dir, name)
+    _refuse_foreign_directory(final_dir)
+    with peptide_lock(work_dir):
+        if is_finished(out_dir, name):  # finished by another process while this one took the lock
+            _remove_empty_work_dir(work_dir)
+            return verify_finished(out_dir, name)
+        return _simulate_locked(name, out_dir, protocol, seed, progress)
+
+
+def _refuse_foreign_directory(final_dir: Path) -> None:
     if final_dir.exists():
-        raise RuntimeError(
+        raise SimulationSetupError(
             f"{final_dir} exists but has no {INFO_FILE}: not written by simulate; move it away"
         )
 
+
+def _remove_empty_work_dir(work_dir: Path) -> None:
+    """Remove a work directory that holds nothing but the lock (made just to take the lock)."""
+    if [child.name for child in work_dir.iterdir()] == [LOCK_FILE]:
+        (work_dir / LOCK_FILE).unlink()
+        work_dir.rmdir()
+
+
+def _clear_work_dir(work_dir: Path) -> None:
+    """Empty NAME.tmp/ of a run that died before its first checkpoint (the lock file stays)."""
+    for child in work_dir.iterdir():
+        if child.name == LOCK_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _simulate_locked(
+    name: str,
+    out_dir: Path,
+    protocol: SimulationProtocol,
+    seed: int,
+    progress: ProgressCallback | None,
+) -> PeptideSimulationRecord:
+    """The run itself; the caller holds the peptide's lock."""
+    final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
     session_start = time.perf_counter()
     platform = select_platform(protocol.platform)
     properties = platform_properties(platform, protocol.threads)
@@ -461,9 +649,7 @@ def simulate_peptide(
     if resume_path.is_file():
         context, topology, counters = _resume(work_dir, protocol, seed, platform, properties)
     else:
-        if work_dir.exists():  # crashed before the first checkpoint: start this peptide again
-            shutil.rmtree(work_dir)
-        work_dir.mkdir(parents=True)
+        _clear_work_dir(work_dir)  # a run that crashed before its first checkpoint: start again
         context, topology = _equilibrate(work_dir, protocol, name, seed, platform, properties)
         counters = _Progress(run_identity=run_identity(protocol, seed))
 
@@ -575,10 +761,16 @@ def _resume(
 ) -> tuple[openmm.Context, app.Topology, _Progress]:
     saved = np.load(work_dir / RESUME_FILE)
     if saved["run_identity"].item() != run_identity(protocol, seed):
-        raise RuntimeError(
-            f"{work_dir / RESUME_FILE} was made with another protocol or seed:\n  saved:   "
-            f"{saved['run_identity'].item()}\n  current: {run_identity(protocol, seed)}\n"
-            f"rerun with the saved settings or delete {work_dir}"
+        saved_fields = json.loads(saved["run_identity"].item())
+        current_fields = json.loads(run_identity(protocol, seed))
+        changed = ", ".join(
+            f"{key}={saved_fields.get(key)!r} (now {current_fields.get(key)!r})"
+            for key in sorted(saved_fields.keys() | current_fields.keys())
+            if saved_fields.get(key) != current_fields.get(key)
+        )
+        raise SimulationSetupError(
+            f"{work_dir / RESUME_FILE} was made with another protocol or seed: {changed}; rerun with "
+            f"the saved settings or delete {work_dir}"
         )
     system = openmm.XmlSerializer.deserialize((work_dir / SYSTEM_FILE).read_text())
     topology = app.PDBFile(str(work_dir / START_FILE)).topology
@@ -673,6 +865,7 @@ def _finish(work_dir: Path, final_dir: Path, record: PeptideSimulationRecord) ->
         (work_dir / scratch).unlink(missing_ok=True)
     record.write(work_dir / INFO_FILE)
     os.replace(work_dir, final_dir)
+    (final_dir / LOCK_FILE).unlink(missing_ok=True)  # still held (open) until the caller releases it
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -687,17 +880,32 @@ def simulate_peptides(
     n_jobs: int = 1,
     show_progress: bool = True,
 ) -> list[PeptideSimulationRecord]:
-    """Simulate each sequence (n_jobs in parallel, spawned processes); finished peptides are skipped."""
+    """Simulate each sequence (n_jobs in parallel, spawned processes); finished peptides are skipped.
+
+    Before any simulation starts, every finished peptide is verified (``verify_finished``) and every
+    other one checked to be free (not locked by a live run, no foreign NAME/ directory): a problem
+    is raised as one UserError naming all the peptides concerned, and nothing is changed.
+    """
     from tqdm import tqdm
 
-    names = [check_sequence(sequence) for sequence in sequences]
+    if not sequences:
+        raise SimulationSetupError("sequences is empty: give at least one peptide, e.g. sequences=[AAAA]")
+    names = [check_sequence(str(sequence)) for sequence in sequences]
     if len(set(names)) != len(names):
-        raise ValueError(f"duplicate sequences in {list(sequences)}")
+        raise SimulationSetupError(f"duplicate sequences in {list(sequences)}")
     if n_jobs < 1:
-        raise ValueError(f"n_jobs={n_jobs} must be >= 1")
+        raise SimulationSetupError(f"n_jobs={n_jobs} must be >= 1")
+    select_platform(protocol.platform)  # an unavailable platform is refused before anything starts
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [name for name in names if not is_finished(out_dir, name)]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimulationSetupError(f"out_dir {out_dir} exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SimulationSetupError(
+            f"out_dir {out_dir}: cannot create it ({error.strerror or error})"
+        ) from error
+    todo = _check_before_start(out_dir, names)
     bar = tqdm(
         total=round(len(todo) * protocol.last_frame_ps / 1000.0, 6),
         unit="ns",
@@ -715,19 +923,50 @@ def simulate_peptides(
     else:
         _simulate_in_processes(todo, out_dir, protocol, base_seed, n_jobs, bar)
     bar.close()
-    return [PeptideSimulationRecord(**json.loads((out_dir / name / INFO_FILE).read_text())) for name in names]
+    return [verify_finished(out_dir, name) for name in names]
+
+
+def _check_before_start(out_dir: Path, names: list[str]) -> list[str]:
+    """The names still to simulate, once every finished one is verified and every other one is free."""
+    corrupt, busy, foreign, todo = [], [], [], []
+    for name in names:
+        if is_finished(out_dir, name):
+            try:
+                verify_finished(out_dir, name)
+            except CorruptOutputError as error:
+                corrupt.append(str(error))
+        elif (out_dir / name).exists():
+            foreign.append(str(out_dir / name))
+        elif lock_is_held(out_dir / f"{name}{WORK_SUFFIX}"):
+            busy.append(name)
+        else:
+            todo.append(name)
+    if corrupt:
+        raise CorruptOutputError("; ".join(corrupt))
+    if foreign:
+        raise SimulationSetupError(
+            f"{', '.join(foreign)} exist(s) but hold no {INFO_FILE}: not written by simulate; move them away"
+        )
+    if busy:
+        raise PeptideBusyError(
+            f"{', '.join(busy)} are being simulated by another process right now (their "
+            f"NAME{WORK_SUFFIX}/{LOCK_FILE} is held); wait for that run or stop it"
+        )
+    return todo
 
 
 def _simulate_in_processes(
     names: list[str], out_dir: Path, protocol: SimulationProtocol, base_seed: int, n_jobs: int, bar
 ) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy OpenMM's threads and locks
-    with context.Manager() as manager, ProcessPoolExecutor(n_jobs, mp_context=context) as pool:
-        ps_done = manager.Queue()  # workers report production ps; this process draws one bar
+    ps_done = context.Queue()  # workers report production ps; this process draws one bar
+    # Created (and so the workers spawned) from this thread, which lives as long as the run: the
+    # workers' parent-death signal is tied to the thread that started them (mdgen.data.workers).
+    with ProcessPoolExecutor(
+        n_jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), ps_done)
+    ) as pool:
         futures = {
-            pool.submit(
-                _simulate_worker, name, out_dir, protocol, peptide_seed(base_seed, name), ps_done
-            ): name
+            pool.submit(_simulate_worker, name, out_dir, protocol, peptide_seed(base_seed, name)): name
             for name in names
         }
         while not all(future.done() for future in futures):
@@ -735,8 +974,12 @@ def _simulate_in_processes(
         _drain_progress(ps_done, bar, wait_s=0.0)
         failures = {futures[f]: f.exception() for f in futures if f.exception() is not None}
     if failures:
-        details = "; ".join(f"{name}: {error!r}" for name, error in failures.items())
-        raise RuntimeError(f"simulation failed for {sorted(failures)}: {details}")
+        details = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
+        if all(isinstance(error, UserError) for error in failures.values()):
+            raise SimulationSetupError(f"simulation failed for {sorted(failures)}: {details}")
+        raise RuntimeError(f"simulation failed for {sorted(failures)}: {details}") from next(
+            error for error in failures.values() if not isinstance(error, UserError)
+        )
 
 
 def _drain_progress(ps_done, bar, wait_s: float) -> None:
@@ -750,5 +993,14 @@ def _drain_progress(ps_done, bar, wait_s: float) -> None:
         pass
 
 
-def _simulate_worker(name: str, out_dir: Path, protocol: SimulationProtocol, seed: int, ps_done) -> None:
-    simulate_peptide(name, out_dir, protocol, seed, progress=ps_done.put)
+_worker_progress = None  # in a worker process: the queue its production ps go to
+
+
+def _init_worker(parent_pid: int, ps_done) -> None:
+    global _worker_progress
+    die_with_parent(parent_pid)  # an orphan would race the next run on the same peptide
+    _worker_progress = ps_done
+
+
+def _simulate_worker(name: str, out_dir: Path, protocol: SimulationProtocol, seed: int) -> None:
+    simulate_peptide(name, out_dir, protocol, seed, progress=_worker_progress.put)
