@@ -20,6 +20,7 @@ import torch
 from mdgen.constants import NUM_TORSIONS
 from mdgen.geometry import (
     atom14_from_frames,
+    chain_frames_on_frames,
     compose_rigids,
     frames_from_backbone,
     quaternion_to_rotation,
@@ -30,6 +31,9 @@ from mdgen.geometry import (
 )
 
 OFFSET_WIDTH = 7  # quaternion (4) + translation (3) per key frame
+# How residue frames become atoms: "chain" fits one ideal chain built from ω/φ/ψ to the frames (no
+# chain breaks, geometry/backbone.py); "frames" places each residue on its own frame (the original's).
+DECODERS = ("chain", "frames")
 TORSION_WIDTH = 2 * NUM_TORSIONS  # 14
 _EPS = 1e-8
 _N, _CA, _C = 0, 1, 2  # atom14 slots
@@ -141,12 +145,24 @@ def encode(atom14: torch.Tensor, aatype: torch.Tensor, key_frames: Sequence[int]
     )
 
 
-def decode(tokens: torch.Tensor, key_atom14: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
+def check_decoder(decoder: str) -> str:
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r} is not one of {DECODERS}")
+    return decoder
+
+
+def decode(
+    tokens: torch.Tensor, key_atom14: torch.Tensor, aatype: torch.Tensor, decoder: str = "frames"
+) -> torch.Tensor:
     """tokens (..., T, L, C), key_atom14 (..., L, 14, 3) Å (first key frame), aatype (..., L)
-    -> atom14 (..., T, L, 14, 3) Å rebuilt with ideal geometry (zero where the residue has no atom)."""
+    -> atom14 (..., T, L, 14, 3) Å rebuilt with ideal geometry (zero where the residue has no atom).
+
+    decoder: one of DECODERS; "frames" (default here) keeps each decoded residue frame as it is."""
     key_atom14, aatype = torch.as_tensor(key_atom14), torch.as_tensor(aatype).long()
     key_rots, key_trans = frames_from_backbone(
         key_atom14[..., _N, :], key_atom14[..., _CA, :], key_atom14[..., _C, :]
     )
     rots, trans, torsions = features_from_tokens(tokens, key_rots, key_trans)
+    if check_decoder(decoder) == "chain":
+        rots, trans, torsions = chain_frames_on_frames(rots, trans, torsions, aatype.unsqueeze(-2))
     return atom14_from_frames(rots, trans, torsions, aatype.unsqueeze(-2))

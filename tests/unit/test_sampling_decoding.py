@@ -31,7 +31,7 @@ def test_decoding_clean_tokens_puts_backbone_back_in_place():
     )
     batch = window_batch(atom14[None], aatype[None])
     tokens = task.build_inputs(batch).tokens
-    decoded = decode_windows(tokens, batch, aatype[None], task)[0]  # (T, L, 14, 3)
+    decoded = decode_windows(tokens, batch, aatype[None], task, decoder="frames")[0]  # (T, L, 14, 3)
     # CA is the frame origin: exact; N and C come from ideal geometry in the right frame: close.
     torch.testing.assert_close(decoded[:, :, 1], atom14[:, :, 1], atol=1e-3, rtol=0)
     assert (decoded[:, :, [0, 2]] - atom14[:, :, [0, 2]]).norm(dim=-1).max() < 0.3  # MD bond angles vary

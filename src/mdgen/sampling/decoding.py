@@ -4,9 +4,16 @@ Offsets are composed with the window's first key frame (frame 0), taken from the
 from the model's regeneration of it. Torsions come from the tokens, except for frames-only tasks
 (`task.no_torsion`, the inpainting/design recipe), whose torsion channels carry no information; there
   - residues/frames the task was given keep the torsions of the input (they are known), and
-  - generated residues get psi from their generated backbone (the dihedral N-CA-C-N(i+1), which AF2's
-    O-based psi approximates within a few degrees) and default side-chain rotamers (chi1 = -60°, the
-    most common one, chi2..4 = 180°), so every atom is placed consistently with the designed identity.
+  - generated residues get omega, phi, psi from their generated backbone (dihedrals across neighbouring
+    residue frames; psi as N-CA-C-N(i+1), which AF2's O-based psi approximates within a few degrees)
+    and default side-chain rotamers (chi1 = -60°, the most common one, chi2..4 = 180°), so every atom
+    is placed consistently with the designed identity.
+
+Two decoders (`mdgen.tokens.DECODERS`) turn the frames and torsions into atoms:
+  chain   one ideal chain built from omega/phi/psi (NeRF) and fitted to the generated frames by least
+          squares (`mdgen.geometry.chain_frames_on_frames`): bonds and angles ideal, no chain break;
+  frames  each residue placed on its own generated frame (the original's; chain breaks follow the
+          frames' independent errors).
 """
 
 from __future__ import annotations
@@ -15,26 +22,36 @@ import math
 
 import torch
 
-from mdgen.geometry import atom14_from_frames, dihedral_sin_cos
+from mdgen.geometry import atom14_from_frames, chain_frames_on_frames, dihedral_sin_cos
 from mdgen.tasks import TaskSpec
-from mdgen.tokens import features_from_tokens
+from mdgen.tokens import DECODERS, check_decoder, features_from_tokens
 
-_PSI, _CHI1 = 2, 3
+__all__ = ["DECODERS", "decode_windows"]
+
+_OMEGA, _PHI, _PSI, _CHI1 = 0, 1, 2, 3
 _N, _CA, _C = 0, 1, 2  # atom14 slots
 DEFAULT_CHI_DEG = (-60.0, 180.0, 180.0, 180.0)
 
 
 def decode_windows(
-    tokens: torch.Tensor, batch: dict[str, torch.Tensor], aatype: torch.Tensor, task: TaskSpec
+    tokens: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    aatype: torch.Tensor,
+    task: TaskSpec,
+    decoder: str = "chain",
 ) -> torch.Tensor:
-    """tokens (B, T, L, C_cont), the window batch the tokens were sampled for, aatype (B, L) to build
-    -> atom14 (B, T, L, 14, 3) Å."""
+    """tokens (B, T, L, C_cont), the window batch the tokens were sampled for, aatype (B, L) to build,
+    decoder (one of DECODERS) -> atom14 (B, T, L, 14, 3) Å."""
+    check_decoder(decoder)
     num_frames = tokens.shape[1]
     rots, trans, torsions = features_from_tokens(tokens, batch["rots"][:, 0], batch["trans"][:, 0])
     frame_aatype = aatype[:, None].expand(-1, num_frames, -1)  # (B, T, L)
     if task.no_torsion:
         given = given_token_mask(task, num_frames, tokens.shape[2], tokens.device)  # (T, L)
         torsions = frames_only_torsions(rots, trans, batch["torsions"], given, frame_aatype)
+    if decoder == "chain":
+        residue_mask = batch["residue_mask"][:, None].expand(-1, num_frames, -1)  # (B, T, L)
+        rots, trans, torsions = chain_frames_on_frames(rots, trans, torsions, frame_aatype, residue_mask)
     return atom14_from_frames(rots, trans, torsions, frame_aatype)
 
 
@@ -62,21 +79,26 @@ def frames_only_torsions(
     derived = torch.zeros_like(given_torsions)
     chi = torch.tensor([[math.sin(math.radians(d)), math.cos(math.radians(d))] for d in DEFAULT_CHI_DEG])
     derived[..., _CHI1:, :] = chi.to(derived)
-    derived[..., :_PSI, 1] = 1.0  # omega, phi place no atom; keep them valid unit vectors
-    derived[..., _PSI, :] = _psi_from_backbone(rots, trans, aatype)
+    derived[..., :_CHI1, :] = _backbone_torsions_from_frames(rots, trans, aatype)
     return torch.where(given[None, :, :, None, None], given_torsions, derived)
 
 
-def _psi_from_backbone(rots: torch.Tensor, trans: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
-    """(sin, cos) (B, T, L, 2) of N-CA-C-N(i+1) from the ideal backbone of each frame; 180° for the last residue."""
+def _backbone_torsions_from_frames(
+    rots: torch.Tensor, trans: torch.Tensor, aatype: torch.Tensor
+) -> torch.Tensor:
+    """(sin, cos) (B, T, L, 3, 2) of omega, phi and psi (N-CA-C-N(i+1)) across the ideal backbones of
+    neighbouring frames; residue 0's omega and phi are 0° and the last residue's psi is 180°."""
     placeholder = torch.zeros(*trans.shape[:-1], 7, 2, dtype=trans.dtype, device=trans.device)
     placeholder[..., 1] = 1.0
     backbone = atom14_from_frames(rots, trans, placeholder, aatype)  # N, CA, C do not depend on torsions
     n, ca, c = backbone[..., _N, :], backbone[..., _CA, :], backbone[..., _C, :]
-    psi = torch.empty(*trans.shape[:-1], 2, dtype=trans.dtype, device=trans.device)
-    psi[..., :-1, :] = dihedral_sin_cos(n[..., :-1, :], ca[..., :-1, :], c[..., :-1, :], n[..., 1:, :])
-    psi[..., -1, :] = torch.tensor([0.0, -1.0], dtype=trans.dtype, device=trans.device)
-    return psi
+    angles = placeholder[..., :_CHI1, :].clone()  # (B, T, L, 3, 2), all 0°
+    prev_ca, prev_c = ca[..., :-1, :], c[..., :-1, :]
+    angles[..., 1:, _OMEGA, :] = dihedral_sin_cos(prev_ca, prev_c, n[..., 1:, :], ca[..., 1:, :])
+    angles[..., 1:, _PHI, :] = dihedral_sin_cos(prev_c, n[..., 1:, :], ca[..., 1:, :], c[..., 1:, :])
+    angles[..., :-1, _PSI, :] = dihedral_sin_cos(n[..., :-1, :], ca[..., :-1, :], prev_c, n[..., 1:, :])
+    angles[..., -1, _PSI, :] = torch.tensor([0.0, -1.0], dtype=trans.dtype, device=trans.device)
+    return angles
 
 
 def designed_positions(task: TaskSpec, num_residues: int) -> list[int]:

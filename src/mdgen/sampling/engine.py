@@ -25,10 +25,11 @@ import torch
 from mdgen.sampling.decoding import decode_windows, identities_to_build
 from mdgen.sampling.solver import SolverOptions
 from mdgen.tasks import TaskSpec
-from mdgen.tokens import frame_features
+from mdgen.tokens import check_decoder, frame_features
 
 if TYPE_CHECKING:  # the module pulls in Lightning; drivers only need its `task` and `sample`
     from mdgen.module import MDGenModule
+    from mdgen.sampling.relax import FrameRelaxer  # OpenMM: imported only when relaxing
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("32", "bf16")
@@ -124,16 +125,28 @@ class WindowSampler:
         solver: ODE integration options.
         device: torch device to run on.
         precision: "32" (float32) or "bf16" (network under bfloat16 autocast; ODE state stays float32).
+        decoder: "chain" (an ideal chain fitted to the generated frames) or "frames" (the original's
+            per-residue placement); see `mdgen.sampling.decoding`.
+        relaxer: when given, every decoded frame is minimised with it (its own usage totals; not in
+            `usage.wall_s`).
     """
 
     def __init__(
-        self, module: MDGenModule, solver: SolverOptions, device: torch.device, precision: str = "32"
+        self,
+        module: MDGenModule,
+        solver: SolverOptions,
+        device: torch.device,
+        precision: str = "32",
+        decoder: str = "chain",
+        relaxer: FrameRelaxer | None = None,
     ):
         self.module = module.to(device).eval()
         self.solver = solver
         self.device = device
         self.precision = check_precision(precision)
-        self.usage = Usage()  # totals since construction
+        self.decoder = check_decoder(decoder)
+        self.relaxer = relaxer
+        self.usage = Usage()  # totals since construction (network + decoding; relaxation apart)
 
     @property
     def task(self) -> TaskSpec:
@@ -178,14 +191,18 @@ class WindowSampler:
         with self._autocast():
             result = self.module.sample(batch, generator=generator, **self.solver.as_kwargs())
         built_aatype = identities_to_build(aatype, result.aatype.long(), self.task)  # (B, L)
-        atoms = decode_windows(result.tokens.float(), batch, built_aatype, self.task)
+        atoms = decode_windows(result.tokens.float(), batch, built_aatype, self.task, self.decoder)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
         self.usage = self.usage + Usage(int(result.nfe), elapsed)
         probs = None if result.aa_probs is None else result.aa_probs.float().cpu().numpy()
+        atom14 = atoms.cpu().numpy().astype(np.float32)  # (B, T, L, 14, 3) Å
+        if self.relaxer is not None:
+            for row, identities in enumerate(built_aatype.cpu().numpy()):
+                atom14[row] = self.relaxer.relax(atom14[row], identities)
         return GeneratedWindows(
-            atom14=atoms.cpu().numpy().astype(np.float32),
+            atom14=atom14,
             aatype=built_aatype.cpu().numpy(),
             sampled_aatype=result.aatype.long().cpu().numpy(),
             aa_probs=probs,

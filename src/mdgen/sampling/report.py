@@ -41,7 +41,9 @@ class RunReport:
     solver: Mapping[str, Any]
     batch_size: int
     outputs: tuple[OutputReport, ...]
-    total_wall_s: float  # the whole run, set-up and I/O included
+    total_wall_s: float  # the whole run, set-up and I/O included (relaxation too)
+    decoder: str = "chain"  # how tokens became atoms (mdgen.tokens.DECODERS)
+    relax: Mapping[str, Any] | None = None  # RelaxUsage.summary() when relax=true (not in sampling_wall_s)
 
     @property
     def sampling_wall_s(self) -> float:
@@ -73,6 +75,8 @@ class RunReport:
             "precision": self.precision,
             "solver": dict(self.solver),
             "batch_size": self.batch_size,
+            "decoder": self.decoder,
+            "relax": None if self.relax is None else dict(self.relax),
             "nfe": self.nfe,
             "sampling_wall_s": self.sampling_wall_s,
             "total_wall_s": self.total_wall_s,
@@ -101,6 +105,12 @@ class RunReport:
             f"total: {self.generated_ns:.3f} ns, {self.nfe} function evaluations, sampling {self.sampling_wall_s:.1f} s "
             f"(run {self.total_wall_s:.1f} s) on {self.device} at precision {self.precision}: {rate_text}"
         )
+        if self.relax is not None and self.relax["frames"]:
+            lines.append(
+                f"relax: {self.relax['frames']} frames minimised in {self.relax['wall_s']:.1f} s "
+                f"({self.relax['s_per_frame']:.3f} s/frame, not in the sampling time above), heavy atoms moved "
+                f"{self.relax['mean_heavy_atom_rmsd_A']:.2f} Å RMSD on average, {self.relax['failed']} failed (kept as decoded)"
+            )
         return lines
 
 

@@ -14,6 +14,7 @@ from mdgen.sampling.engine import check_precision, resolve_device
 from mdgen.sampling.inputs import SamplingInputError, check_file, check_sequences
 from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE, IncompatibleTaskError
 from mdgen.sampling.paths import TRANSITIONS
+from mdgen.tokens import DECODERS
 
 # Options that only make sense for some modes; setting one for another mode is an error, not ignored.
 OPTION_MODES = {
@@ -45,6 +46,8 @@ class SamplingRequest:
     device: str = "auto"
     precision: str = "32"
     use_ema: bool = True
+    decoder: str = "chain"  # chain | frames (mdgen.tokens.DECODERS)
+    relax: bool = False  # restrained minimisation of every decoded frame (mdgen.sampling.relax)
     name: str | None = None
     input_pdb: str | None = None
     input_xtc: str | None = None
@@ -87,6 +90,10 @@ class SamplingRequest:
             raise SamplingInputError("out_dir is required")
         resolve_device(self.device)
         check_precision(self.precision)
+        if self.decoder not in DECODERS:
+            raise SamplingInputError(f"decoder={self.decoder!r} is not one of {DECODERS}")
+        if not isinstance(self.relax, bool):
+            raise SamplingInputError(f"relax must be true or false, got {self.relax!r}")
         for option in ("batch_size", "num_rollouts", "num_chunks", "num_samples"):
             value = getattr(self, option)
             if value is not None and value < 1:

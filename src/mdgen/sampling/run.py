@@ -65,7 +65,14 @@ def run_sampling(
         DESIGN: _prepare_design,
     }
     job = prepare[mode](request, task)  # reads and checks inputs; nothing generated yet
-    sampler = WindowSampler(module, solver, resolve_device(request.device), request.precision)
+    sampler = WindowSampler(
+        module,
+        solver,
+        resolve_device(request.device),
+        request.precision,
+        decoder=request.decoder,
+        relaxer=_relaxer(request.relax),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = job(sampler, out_dir)
     report = RunReport(
@@ -78,9 +85,20 @@ def run_sampling(
         batch_size=request.batch_size,
         outputs=tuple(outputs),
         total_wall_s=time.perf_counter() - started,
+        decoder=sampler.decoder,
+        relax=None if sampler.relaxer is None else sampler.relaxer.usage.summary(),
     )
     write_summary(out_dir, report)
     return report
+
+
+def _relaxer(relax: bool):
+    """A FrameRelaxer when relax=true (OpenMM is imported only then), else None."""
+    if not relax:
+        return None
+    from mdgen.sampling.relax import FrameRelaxer
+
+    return FrameRelaxer()
 
 
 # ---- per-mode preparation: check and read inputs, return the job to run --------------------------------
