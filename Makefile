@@ -55,3 +55,10 @@ clean: ## remove caches and outputs (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
 .PHONY: help install test test-full lint demo eval clean
+
+# The paper's evaluation with the published weights on whatever `python -m mdgen.download` fetched
+# (README "Use the published models"; paths, test-set size and sample counts: scripts/paper_eval.sh).
+paper-eval: install ## evaluate the published models (weights/) on the downloaded test sets; reports in outputs/paper/<task>/
+	bash scripts/paper_eval.sh
+
+.PHONY: paper-eval
