@@ -30,7 +30,7 @@ from mdgen.config import (
     read_checkpoint,
     to_plain_dict,
 )
-from mdgen.errors import UserError
+from mdgen.errors import UserError, user_errors
 from mdgen.module import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> Path | Non
             if ckpt_path == "last"
             else ""
         )
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
+        raise UserError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
     return path
 
 
@@ -74,13 +74,20 @@ def train(cfg: DictConfig) -> float | None:
         # TF32 on GPUs, as the original. On CPUs, oneDNN would take 'medium' as leave to run float32
         # matmuls in bfloat16, which costs the geometry ~1e-1 precision (quaternions, offsets).
         torch.set_float32_matmul_precision(cfg.matmul_precision)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr stays for errors
+    log.info("seed %s", cfg.seed)
     pin_ddp_relaunch_to_job_dir()
 
     checkpoint_dir = Path(cfg.paths.checkpoint_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
     if ckpt_path is not None:
-        check_checkpoint(read_checkpoint(ckpt_path), ckpt_path, expected_task=cfg.task.name)
+        resumed = read_checkpoint(ckpt_path)
+        check_checkpoint(resumed, ckpt_path, expected_task=cfg.task.name)
+        if "converted_from" in resumed[CHECKPOINT_KEY]:
+            raise UserError(
+                f"ckpt_path={ckpt_path} was made by mdgen.convert and holds no optimizer or loop state to resume; "
+                "start a run from its weights with init_from= instead"
+            )
 
     initial_weights = weights_for_init_from(cfg)  # may take cfg.model from the checkpoint
     run_config = to_plain_dict(cfg)
@@ -88,6 +95,7 @@ def train(cfg: DictConfig) -> float | None:
     if initial_weights is not None:
         module.load_state_dict(initial_weights, strict=True)
     datamodule = hydra.utils.instantiate(cfg.data)
+    check_run_inputs(module, datamodule)
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
         # Lightning reads the checkpoint again: tensors and plain values only (a pickle payload never runs)
@@ -105,6 +113,18 @@ def train(cfg: DictConfig) -> float | None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
         return None
     return float(metric)
+
+
+def check_run_inputs(module: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
+    """Check the data (split files, simulation directories, cache) and the learning-rate schedule here,
+    once, before `trainer.fit` launches the other DDP ranks: a bad input is then one clear error, not a
+    gloo "Connection closed by peer" from ranks whose first process died. Relaunched ranks repeat the
+    (cheap) checks; the cache is prepared now, so they find it up to date."""
+    check_inputs = getattr(datamodule, "check_inputs", None)
+    if check_inputs is not None:
+        check_inputs("fit")
+    if module.scheduler_factory is not None:  # e.g. a cosine schedule without trainer.max_steps
+        module.scheduler_factory(optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
 
 
 def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
@@ -134,6 +154,7 @@ def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@user_errors("mdgen.train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

@@ -178,6 +178,12 @@ def test_converted_checkpoint_starts_a_fine_tuning_run(converted, tmp_path):
     train(compose_config(overrides))  # one real optimizer step from the converted weights
     with pytest.raises(UserError, match="token_dim=21"):
         weights_for_init_from(compose_config(["experiment=demo_interp", f"init_from={converted['forward']}"]))
+    with pytest.raises(UserError, match="init_from= instead"):  # a converted checkpoint resumes nothing
+        train(
+            compose_config(
+                ["experiment=demo_forward", f"ckpt_path={converted['forward']}", "task.num_frames=10"]
+            )
+        )
 
 
 def test_cli_converts_and_reports_a_truncated_file_in_one_line(fixture_dir, tmp_path):
