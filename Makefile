@@ -51,10 +51,26 @@ eval: install ## evaluate the demo samples (outputs/demo/samples) against their 
 	$(PY) -m mdgen.evaluate samples_dir=$(DEMO_DIR)/samples reference_dir=data/demo/md task=forward out_dir=$(DEMO_DIR)
 	@sed -n '/^| row /,/^$$/p' $(DEMO_DIR)/report.md | head -8
 
+# Quality of a forward checkpoint on held-out peptides with long MD references: roll out every peptide of
+# QUALITY_SPLIT from its first MD frame and evaluate against its MD (torsion/TICA/MSM JS distances with MD
+# rows, physical validity, relaxation times). Defaults: the shipped model on the six ../shared/data peptides.
+QUALITY_CKPT ?= checkpoints/tetrapeptide_forward.ckpt
+QUALITY_REF ?= ../shared/data/tetrapeptides
+QUALITY_SPLIT ?= data/obc2_train/splits/test.csv
+QUALITY_DIR ?= outputs/quality
+QUALITY_SAMPLE_ARGS ?= num_rollouts=8 num_chunks=5 per_rollout_files=true batch_size=8 base_seed=0
+
+quality-eval: install ## roll out QUALITY_CKPT on QUALITY_SPLIT peptides of QUALITY_REF and evaluate (outputs/quality/report.md)
+	$(PY) -m mdgen.prepare sim_dir=$(QUALITY_REF) out_dir=.cache/quality_ref_10ps interval_ps=10 split=$(QUALITY_SPLIT)
+	$(PY) -m mdgen.sample ckpt_path=$(QUALITY_CKPT) out_dir=$(QUALITY_DIR)/samples \
+		split=$(QUALITY_SPLIT) cache_dir=.cache/quality_ref_10ps $(QUALITY_SAMPLE_ARGS)
+	$(PY) -m mdgen.evaluate samples_dir=$(QUALITY_DIR)/samples reference_dir=$(QUALITY_REF) task=forward out_dir=$(QUALITY_DIR)
+	@sed -n '/^| row /,/^$$/p' $(QUALITY_DIR)/report.md | head -8
+
 clean: ## remove caches and outputs (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install test test-full lint demo eval clean
+.PHONY: help install test test-full lint demo eval quality-eval clean
 
 # The paper's evaluation with the published weights on whatever `python -m mdgen.download` fetched
 # (README "Use the published models"; paths, test-set size and sample counts: scripts/paper_eval.sh).

@@ -1,0 +1,152 @@
+"""Quality against cost of the ODE sampler: forward rollouts of held-out peptides with each solver setting.
+
+For every setting (method, steps) it runs the real commands, `python -m mdgen.sample` (rollouts from each
+peptide's first MD frame) and `python -m mdgen.evaluate` (against the peptides' MD), and collects the
+function evaluations (NFE), the sampling wall time and the JS-distance table. dopri5 is run with two
+seeds, so the table also shows the run-to-run noise that decides "within noise of dopri5".
+
+    python benchmarks/sampler_quality.py --ckpt checkpoints/tetrapeptide_forward.ckpt \
+        --split data/obc2_train/splits/test.csv --cache .cache/quality_ref_10ps \
+        --reference ../shared/data/tetrapeptides --out experiments/quality/sampler
+
+Writes OUT/sampler_quality.json, OUT/sampler_quality.md and OUT/sampler_quality.png; per-setting
+samples and reports under OUT/runs/ (re-runs skip finished settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+METRICS = ("torsion_jsd_all", "tica0_jsd", "msm_state_jsd", "validity_valid_fraction")
+DEFAULT_SETTINGS = (
+    "dopri5:50:0",
+    "dopri5:50:1",
+    "heun:21:0",
+    "heun:11:0",
+    "heun:6:0",
+    "euler:21:0",
+    "euler:11:0",
+    "euler:6:0",
+)
+
+
+def run(command: list[str]) -> None:
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def measure(setting: str, args: argparse.Namespace) -> dict:
+    method, num_steps, seed = setting.split(":")
+    run_dir = Path(args.out) / "runs" / f"{method}_{num_steps}_seed{seed}"
+    samples = run_dir / "samples"
+    if not (run_dir / "metrics.json").is_file():
+        run(
+            [sys.executable, "-m", "mdgen.sample", f"ckpt_path={args.ckpt}", f"out_dir={samples}",
+             f"split={args.split}", f"cache_dir={args.cache}", f"sampler={method}",
+             f"sampler.num_steps={num_steps}", f"base_seed={seed}", f"num_rollouts={args.rollouts}",
+             f"num_chunks={args.chunks}", "per_rollout_files=true", f"batch_size={args.batch_size}",
+             *args.sample_args]
+        )  # fmt: skip
+        run(
+            [sys.executable, "-m", "mdgen.evaluate", f"samples_dir={samples}",
+             f"reference_dir={args.reference}", "task=forward", f"out_dir={run_dir}", "plots=false"]
+        )  # fmt: skip
+    summary = json.loads((samples / "sampling_summary.json").read_text())
+    aggregate = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+    return {
+        "method": method,
+        "num_steps": int(num_steps),
+        "seed": int(seed),
+        "nfe_per_window": summary["nfe"] / max(1, _num_windows(summary)),
+        "sampling_wall_s": summary["sampling_wall_s"],
+        "ns_per_wall_s": summary["ns_per_wall_s"],
+        "generated": {m: aggregate["generated"][m]["mean"] for m in METRICS},
+        "sem": {m: aggregate["generated"][m]["sem"] for m in METRICS},
+        "md_rows": {
+            row: {m: aggregate[row][m]["mean"] for m in METRICS if m in aggregate[row]}
+            for row in aggregate
+            if row.startswith("MD")
+        },
+    }
+
+
+def _num_windows(summary: dict) -> int:
+    """ODE solves in the run: batches of rollouts x chunks per peptide (NFE is summed over them)."""
+    frames_per_window = summary["task"]["num_frames"]
+    batches = 0
+    for output in summary["outputs"]:
+        rollouts = len(output["generated"])
+        chunks = (output["details"]["frames_per_rollout"] - 1) // (frames_per_window - 1)
+        batches += -(-rollouts // summary["batch_size"]) * chunks
+    return batches
+
+
+def write_outputs(results: list[dict], out: Path) -> None:
+    (out / "sampler_quality.json").write_text(json.dumps(results, indent=1))
+    lines = [
+        "| sampler | steps | seed | NFE per window | sampling s | ns / s | torsions all | TICA-0 | MSM states | valid % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        g = r["generated"]
+        lines.append(
+            f"| {r['method']} | {r['num_steps']} | {r['seed']} | {r['nfe_per_window']:.0f} | "
+            f"{r['sampling_wall_s']:.0f} | {r['ns_per_wall_s']:.2f} | {g['torsion_jsd_all']:.3f} | "
+            f"{g['tica0_jsd']:.3f} | {g['msm_state_jsd']:.3f} | {100 * g['validity_valid_fraction']:.1f} |"
+        )
+    for row, values in results[0]["md_rows"].items():
+        lines.append(
+            f"| {row} | | | | | | {values.get('torsion_jsd_all', float('nan')):.3f} | "
+            f"{values.get('tica0_jsd', float('nan')):.3f} | {values.get('msm_state_jsd', float('nan')):.3f} | "
+            f"{100 * values.get('validity_valid_fraction', float('nan')):.1f} |"
+        )
+    (out / "sampler_quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for ax, metric in zip(axes, METRICS[:3]):
+        for method, marker in (("dopri5", "o"), ("heun", "s"), ("euler", "^")):
+            points = sorted((r["nfe_per_window"], r["generated"][metric]) for r in results if r["method"] == method)
+            if points:
+                ax.plot(*zip(*points), marker=marker, label=method)
+        for row, values in results[0]["md_rows"].items():
+            if metric in values:
+                ax.axhline(values[metric], ls="--", lw=0.8, color="grey")
+                ax.annotate(row, (ax.get_xlim()[0], values[metric]), fontsize=7, color="grey")
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per window")
+        ax.set_ylabel(f"{metric} (lower is better)")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "sampler_quality.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--cache", required=True, help="prepared cache holding the split's start frames")
+    parser.add_argument("--reference", required=True, help="MD directory of the split (NAME/NAME.pdb + .xtc)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="method:num_steps:seed")
+    parser.add_argument("--rollouts", type=int, default=8)
+    parser.add_argument("--chunks", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--sample-args", nargs="*", default=[], help="extra mdgen.sample overrides")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs([measure(setting, args) for setting in args.settings], out)
+
+
+if __name__ == "__main__":
+    main()
