@@ -3,7 +3,8 @@
 Thin Hydra wrapper around `mdgen.evaluation.runner.run_evaluation`; options are documented in
 conf/evaluate.yaml. That file is registered in Hydra's ConfigStore instead of being found through
 conf/ because conf/task/ is the training task group there, which would turn `task=design` into a
-config-group selection. Exits with status 1 only when no peptide could be evaluated.
+config-group selection. Exits with status 1 only when no peptide could be evaluated, and with status 2
+and one line on stderr for a user error (an option of the wrong type, a missing directory, out_dir a file).
 """
 
 from __future__ import annotations
@@ -14,50 +15,87 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from mdgen.errors import user_errors
 from mdgen.evaluation.forward import ForwardSettings
+from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import PathSettings
-from mdgen.evaluation.pipelines import EvaluationConfig
+from mdgen.evaluation.pipelines import TASKS, EvaluationConfig
 from mdgen.evaluation.proteins import ProteinSettings
 from mdgen.evaluation.runner import run_evaluation
 from mdgen.evaluation.upsampling import UpsamplingSettings
+from mdgen.options import checked_fields, checked_value
 
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "conf" / "evaluate.yaml"
 ConfigStore.instance().store(name="evaluate", node=OmegaConf.load(CONFIG_FILE))
 
 
-def _plain(node: DictConfig) -> dict:
-    """Config section -> constructor kwargs (lists become tuples: the settings are frozen dataclasses)."""
-    values = OmegaConf.to_container(node, resolve=True)
-    return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+def _settings(cls: type, cfg: DictConfig, section: str, **extra):
+    """A settings dataclass from a config section, every value checked against its field's type."""
+    values = OmegaConf.to_container(cfg[section], resolve=True)
+    return cls(**checked_fields(cls, values, prefix=f"{section}."), **extra)
 
 
-def build_config(cfg: DictConfig, out_dir: Path) -> EvaluationConfig:
-    names = cfg.names
-    return EvaluationConfig(
-        task=cfg.task,
-        samples_dir=Path(cfg.samples_dir),
-        reference_dir=Path(cfg.reference_dir),
-        out_dir=out_dir,
-        replica_dir=Path(cfg.replica_dir) if cfg.replica_dir else None,
-        names=None if names is None else tuple([names] if isinstance(names, str) else names),
-        n_jobs=int(cfg.n_jobs),
-        make_plots=bool(cfg.plots),
-        forward=ForwardSettings(
-            **_plain(cfg.forward), state_model=StateModelSettings(**_plain(cfg.state_model))
-        ),
-        paths=PathSettings(**_plain(cfg.paths)),
-        upsampling=UpsamplingSettings(**_plain(cfg.upsampling)),
-        protein=ProteinSettings(**_plain(cfg.protein)),
-    )
+def _option(cfg: DictConfig, name: str, hint):
+    value = cfg[name]  # resolved on access
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    return checked_value(name, value, hint)
+
+
+def build_config(cfg: DictConfig) -> EvaluationConfig:
+    """EvaluationConfig from the composed config; a wrong value raises a `UserError` naming the option.
+
+    out_dir is read once: its default holds `${now:...}`, which changes between reads.
+    """
+    try:
+        missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
+        if missing:
+            raise EvaluationInputError(f"{', '.join(missing)}: required (e.g. {missing[0]}=DIR), not given")
+        task = _option(cfg, "task", str)
+        if task not in TASKS:
+            raise EvaluationInputError(f"task={task!r} is not one of {TASKS}")
+        replica_dir = _option(cfg, "replica_dir", str | None)
+        n_jobs = _option(cfg, "n_jobs", int)
+        if n_jobs < 1:
+            raise EvaluationInputError(f"n_jobs={n_jobs}: must be >= 1")
+        return EvaluationConfig(
+            task=task,
+            samples_dir=Path(_option(cfg, "samples_dir", str)),
+            reference_dir=Path(_option(cfg, "reference_dir", str)),
+            out_dir=_job_out_dir(Path(_option(cfg, "out_dir", str))),
+            replica_dir=Path(replica_dir) if replica_dir else None,
+            names=_option(cfg, "names", tuple[str, ...] | None),
+            n_jobs=n_jobs,
+            make_plots=_option(cfg, "plots", bool),
+            forward=_settings(
+                ForwardSettings, cfg, "forward", state_model=_settings(StateModelSettings, cfg, "state_model")
+            ),
+            paths=_settings(PathSettings, cfg, "paths"),
+            upsampling=_settings(UpsamplingSettings, cfg, "upsampling"),
+            protein=_settings(ProteinSettings, cfg, "protein"),
+        )
+    except OmegaConfBaseException as error:  # an interpolation on the command line that does not resolve
+        raise EvaluationInputError(" ".join(str(error).split())) from error
+    except TypeError as error:  # a key that a settings section does not have
+        raise EvaluationInputError(str(error)) from error
+
+
+def _job_out_dir(out_dir: Path) -> Path:
+    """out_dir, or out_dir/N for job N of a `-m` sweep (each job keeps its own metrics)."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return out_dir / str(HydraConfig.get().job.num)
+    return out_dir
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="evaluate")
+@user_errors("mdgen.evaluate")
 def main(cfg: DictConfig) -> int:
-    # the run directory *is* out_dir (hydra.run.dir: ${out_dir}), resolved once by Hydra
-    summary = run_evaluation(build_config(cfg, Path(HydraConfig.get().runtime.output_dir)))
+    summary = run_evaluation(build_config(cfg))
     print(f"metrics: {summary.metrics_path}\nreport: {summary.report_path}")
     for name, message in summary.failures.items():
         print(f"not evaluated: {name}: {message}", file=sys.stderr)

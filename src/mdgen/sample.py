@@ -1,6 +1,7 @@
 """`python -m mdgen.sample ckpt_path=CKPT out_dir=DIR [options]`: generate trajectories from a checkpoint.
 
 The checkpoint decides the task; see conf/sample.yaml for every option and README "Sampling".
+User errors (a bad option, file, checkpoint or out_dir) print one line and exit with status 2.
 
 Examples:
     python -m mdgen.sample ckpt_path=CKPT out_dir=DIR sequences=[MKWE] num_rollouts=4 num_chunks=3 base_seed=0
@@ -14,35 +15,60 @@ from __future__ import annotations
 import time
 
 import hydra
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mdgen.config import config_dir, load_module
+from mdgen.errors import user_errors
+from mdgen.options import checked_fields
 from mdgen.sampling.engine import resolve_device
+from mdgen.sampling.inputs import SamplingInputError
+from mdgen.sampling.record import OutputDirectory
 from mdgen.sampling.report import RunReport
 from mdgen.sampling.request import SamplingRequest, request_fields
 from mdgen.sampling.run import run_sampling
+from mdgen.sampling.solver import SolverOptions
 
 
 def sample(cfg: DictConfig) -> RunReport:
     """Run the configured sampling (composed `conf/sample.yaml`), print and return its report."""
     started = time.perf_counter()
-    values = OmegaConf.to_container(
-        OmegaConf.masked_copy(cfg, request_fields()), resolve=True
-    )  # no hydra node
-    request = SamplingRequest(**values)
+    try:
+        missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
+        if missing:
+            raise SamplingInputError(f"{', '.join(missing)}: required (e.g. {missing[0]}=...), not given")
+        values = OmegaConf.to_container(OmegaConf.masked_copy(cfg, request_fields()), resolve=True)
+    except OmegaConfBaseException as error:  # an interpolation on the command line that does not resolve
+        raise SamplingInputError(" ".join(str(error).split())) from error
+    request = SamplingRequest.from_options(values)
     request.check()  # fails on bad values and missing files before the checkpoint is loaded
-    solver = instantiate(cfg.sampler)
+    solver = _solver(cfg)
+    overwrite = cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise SamplingInputError(f"overwrite={overwrite}: expected true or false")
+    OutputDirectory.inspect(request, solver.as_kwargs(), overwrite)  # before the checkpoint is loaded
     module = load_module(
         request.ckpt_path, map_location=resolve_device(request.device), use_ema=request.use_ema
     )
-    report = run_sampling(request, module, solver, started)
+    report = run_sampling(request, module, solver, started, overwrite=overwrite)
     for line in report.lines():
         print(line)
     return report
 
 
+def _solver(cfg: DictConfig) -> SolverOptions:
+    """The `sampler` group's SolverOptions; a value of the wrong type or range is named, in one line."""
+    checked_fields(SolverOptions, OmegaConf.to_container(cfg.sampler), prefix="sampler.")
+    try:
+        return instantiate(cfg.sampler)
+    except InstantiationException as error:  # SolverOptions' own checks (method, steps, tolerances)
+        raise SamplingInputError(str(error.__cause__ or error)) from error
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="sample")
+@user_errors("mdgen.sample")
 def main(cfg: DictConfig) -> float | None:
     """Returns generated ns per wall-clock second (None when every output was already finished)."""
     return sample(cfg).ns_per_wall_s()

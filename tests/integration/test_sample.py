@@ -8,7 +8,10 @@ Sampling runs in-process through the composed `conf/sample.yaml`, except one run
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +23,17 @@ import torch
 import yaml
 
 from mdgen.config import compose_config
+from mdgen.errors import UserError
 from mdgen.evaluation.design import read_design_spec
 from mdgen.evaluation.paths import read_path_manifest
 from mdgen.io import TrajectoryError, read_trajectory, write_trajectory
 from mdgen.sample import sample
 from mdgen.sampling.inputs import SamplingInputError
 from mdgen.sampling.modes import IncompatibleTaskError
+from mdgen.sampling.record import RECORD_FILE, OutputDirectory
+from mdgen.sampling.report import SUMMARY_FILE
+from mdgen.sampling.request import SamplingRequest, request_fields
+from mdgen.sampling.writer import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"
@@ -362,3 +370,140 @@ def test_cuda_without_a_gpu_is_refused(forward_ckpt, tmp_path):
 def test_missing_checkpoint_fails_before_loading(tmp_path):
     with pytest.raises(SamplingInputError, match="ckpt_path=.*missing.ckpt: file not found"):
         run_sample(tmp_path / "missing.ckpt", tmp_path / "out", "sequences=[MKWE]")
+
+
+# ---- out_dir: the request record, re-runs, overwrite, files sample did not write ---------------------------
+
+RECORDED = (*demo_files(), "num_rollouts=2", "per_rollout_files=true", *FAST_SOLVER)
+
+
+def files_and_mtimes(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def test_the_request_is_recorded_beside_the_outputs(forward_ckpt, tmp_path):
+    out = tmp_path / "out"
+    run_sample(forward_ckpt, out, *RECORDED, "base_seed=5")
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert set(record["options"]) == set(request_fields()) - {"out_dir"}  # every field, generically
+    assert record["options"]["base_seed"] == 5 and record["options"]["num_rollouts"] == 2
+    assert record["options"]["input_pdb"] == str(DEMO_MD / PEPTIDE / f"{PEPTIDE}.pdb")
+    assert record["checkpoint"]["sha256"] == hashlib.sha256(forward_ckpt.read_bytes()).hexdigest()
+    assert record["sampler"] == {"method": "euler", "num_steps": 3, "atol": 1e-6, "rtol": 1e-3}
+    written = set(files_and_mtimes(out)) - {RECORD_FILE}
+    assert written == {
+        f"{PEPTIDE}_0.pdb",
+        f"{PEPTIDE}_0.xtc",
+        f"{PEPTIDE}_1.pdb",
+        f"{PEPTIDE}_1.xtc",
+        SUMMARY_FILE,
+    }
+    assert written <= set(record["files"])
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ("base_seed=4", "base_seed: 0 -> 4"),
+        ("num_rollouts=3", "num_rollouts: 2 -> 3"),
+        ("num_chunks=2", "num_chunks: null -> 2"),
+        ("batch_size=2", "batch_size: 1 -> 2"),
+        ("sampler.num_steps=4", "sampler.num_steps: 3 -> 4"),
+    ],
+)
+def test_a_rerun_with_other_options_is_refused_and_keeps_the_outputs(forward_ckpt, tmp_path, change, named):
+    out = tmp_path / "out"
+    run_sample(forward_ckpt, out, *RECORDED)
+    before = files_and_mtimes(out)
+    with pytest.raises(SamplingInputError, match=re.escape(named)) as error:
+        run_sample(forward_ckpt, out, *RECORDED, change)
+    assert "overwrite=true" in str(error.value) and "\n" not in str(error.value)
+    assert files_and_mtimes(out) == before
+
+
+def test_another_checkpoint_is_refused_and_the_same_one_moved_resumes(forward_ckpt, tmp_path):
+    out = tmp_path / "out"
+    checkpoint = Path(shutil.copy(forward_ckpt, tmp_path / "last.ckpt"))
+    run_sample(checkpoint, out, *RECORDED)
+    moved = Path(shutil.copy(checkpoint, tmp_path / "moved.ckpt"))  # same bytes elsewhere: same checkpoint
+    assert run_sample(moved, out, *RECORDED).nfe == 0
+    before = files_and_mtimes(out)
+    retrained = torch.load(checkpoint, weights_only=True)
+    retrained["global_step"] += 1
+    torch.save(retrained, checkpoint)  # `last.ckpt` of a run that trained on: same path, other weights
+    with pytest.raises(SamplingInputError, match=r"checkpoint: sha256 [0-9a-f]{12}\.\.\. .* -> [0-9a-f]{12}"):
+        run_sample(checkpoint, out, *RECORDED)
+    assert files_and_mtimes(out) == before
+
+
+def test_overwrite_regenerates_and_deletes_only_the_recorded_outputs(forward_ckpt, tmp_path):
+    out = tmp_path / "out"
+    run_sample(forward_ckpt, out, *RECORDED)  # GWEK_0 and GWEK_1 (per-rollout files)
+    report = run_sample(forward_ckpt, out, *demo_files(), "num_rollouts=3", *FAST_SOLVER, "overwrite=true")
+    assert report.outputs[0].generated == (0, 1, 2)
+    assert set(files_and_mtimes(out)) == {f"{PEPTIDE}.pdb", f"{PEPTIDE}.xtc", SUMMARY_FILE, RECORD_FILE}
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["options"]["num_rollouts"] == 3 and f"{PEPTIDE}_0.xtc" not in record["files"]
+    assert load(out / f"{PEPTIDE}.xtc").n_frames == 3 * FORWARD_FRAMES
+
+
+def test_an_out_dir_with_files_sample_did_not_write_is_refused_even_with_overwrite(forward_ckpt, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(
+        SamplingInputError, match=r"holds files that mdgen.sample did not write \(notes.txt\)"
+    ):
+        run_sample(forward_ckpt, out, *RECORDED)
+    (out / "notes.txt").unlink()
+    run_sample(forward_ckpt, out, *RECORDED)
+    (out / "notes.txt").write_text("mine")
+    for extra in ((), ("overwrite=true",), ("base_seed=1", "overwrite=true")):
+        with pytest.raises(SamplingInputError, match=r"did not write \(notes.txt\)"):
+            run_sample(forward_ckpt, out, *RECORDED, *extra)
+    assert (out / "notes.txt").read_text() == "mine" and (out / f"{PEPTIDE}_1.xtc").is_file()
+
+
+def test_an_out_dir_holding_the_inputs_is_refused(forward_ckpt, tmp_path):
+    md = tmp_path / "md"
+    md.mkdir()
+    for suffix in (".pdb", ".xtc"):  # the input MD, named like the forward output would be
+        shutil.copy(DEMO_MD / PEPTIDE / f"{PEPTIDE}{suffix}", md)
+    inputs = (f"input_pdb={md / f'{PEPTIDE}.pdb'}", f"input_xtc={md / f'{PEPTIDE}.xtc'}", *FAST_SOLVER)
+    before = files_and_mtimes(md)
+    with pytest.raises(SamplingInputError, match=r"holds the input input_pdb="):
+        run_sample(forward_ckpt, md, *inputs)
+    with pytest.raises(SamplingInputError, match=r"holds the input ckpt_path="):
+        run_sample(forward_ckpt, forward_ckpt.parent, *RECORDED)
+    assert files_and_mtimes(md) == before
+
+
+def test_a_killed_run_resumes_past_its_leftover_temporaries(forward_ckpt, tmp_path):
+    out = tmp_path / "out"
+    run_sample(forward_ckpt, out, *RECORDED)
+    expected = load(out / f"{PEPTIDE}_1.xtc").xyz
+    (out / f"{PEPTIDE}_1.xtc").unlink()  # killed while writing rollout 1: its XTC never appeared ...
+    (out / f".{PEPTIDE}_1.xtc.k2j4x9.xtc").write_bytes(b"partial")  # ... but its temporary did
+    report = run_sample(forward_ckpt, out, *RECORDED)
+    assert report.outputs[0].generated == (1,) and report.outputs[0].skipped == (0,)
+    np.testing.assert_array_equal(load(out / f"{PEPTIDE}_1.xtc").xyz, expected)
+
+
+def test_name_cannot_lead_outside_out_dir(forward_ckpt, tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(UserError, match=r"name='../../x' must be a plain file name"):
+        run_sample(forward_ckpt, out, *RECORDED, "name=../../x")
+    assert not (tmp_path / "a").exists() and not list(tmp_path.glob("x*"))
+
+
+def test_a_write_outside_out_dir_is_refused_by_the_record(tmp_path):
+    checkpoint = tmp_path / "some.ckpt"
+    checkpoint.write_bytes(b"weights")
+    request = SamplingRequest(ckpt_path=str(checkpoint), out_dir=str(tmp_path / "out"))
+    target = OutputDirectory.inspect(request, {"method": "euler"})
+    with target.claimed():
+        write_json(tmp_path / "out" / "inside.json", {})
+        with pytest.raises(SamplingInputError, match="would be written outside out_dir"):
+            write_json(tmp_path / "outside.json", {})
+    assert not (tmp_path / "outside.json").exists()
+    assert "inside.json" in json.loads((tmp_path / "out" / RECORD_FILE).read_text())["files"]

@@ -35,7 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup, load_trajectory, match_atoms
+from mdgen.evaluation.loading import (
+    EvaluationInputError,
+    TrajectoryGroup,
+    file_in_manifest_dir,
+    load_trajectory,
+    match_atoms,
+)
 from mdgen.evaluation.msm import StateModelSettings, reference_state_model
 
 AMINO_ACIDS = frozenset("ARNDCQEGHILKMFPSTWYV")
@@ -98,7 +104,9 @@ def read_design_spec(path: Path) -> DesignSpec:
         samples=samples,
         start_state=raw.get("start_state"),
         end_state=raw.get("end_state"),
-        topology=path.parent / raw["topology"] if raw.get("topology") else None,
+        topology=path.parent / file_in_manifest_dir(path, raw["topology"], "topology")
+        if raw.get("topology")
+        else None,
     )
 
 

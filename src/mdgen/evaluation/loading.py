@@ -29,6 +29,27 @@ class EvaluationInputError(UserError):
     """An input file is missing, unreadable, or inconsistent with its reference; the message names it."""
 
 
+def file_in_manifest_dir(manifest: Path, entry: object, key: str) -> Path:
+    """A file a JSON manifest names (`"topology": "AKIR.pdb"`), as a path relative to the manifest's folder.
+
+    It must stay inside that folder: no absolute path, no `..`, no symlink leading out. A samples
+    folder from elsewhere cannot make the evaluator read files outside it.
+    """
+    if not isinstance(entry, str) or not entry.strip():
+        raise EvaluationInputError(f"{manifest}: {key} must be a file name, got {entry!r}")
+    relative = Path(entry)
+    folder = manifest.parent
+    inside = not relative.is_absolute() and ".." not in relative.parts
+    if inside:
+        resolved, root = (folder / relative).resolve(), folder.resolve()
+        inside = resolved == root or root in resolved.parents
+    if not inside:
+        raise EvaluationInputError(
+            f"{manifest}: {key} {entry!r} points outside {folder}; refused (name a file in that folder)"
+        )
+    return relative
+
+
 def load_trajectory(
     topology_path: Path, trajectory_path: Path | None = None, stride: int = 1
 ) -> md.Trajectory:

@@ -39,6 +39,7 @@ from mdgen.evaluation.forward import md_truncations
 from mdgen.evaluation.loading import (
     EvaluationInputError,
     TrajectoryGroup,
+    file_in_manifest_dir,
     frames_for,
     load_trajectory,
     match_atoms,
@@ -105,7 +106,7 @@ def read_path_manifest(path: Path) -> tuple[Path, list[Path]]:
         raise EvaluationInputError(f"{path}: lists no paths")
     name = path.name.removesuffix("_paths.json")
     candidates = (
-        [Path(manifest["topology"])]
+        [file_in_manifest_dir(path, manifest["topology"], "topology")]
         if "topology" in manifest
         else [Path(f"{name}.pdb"), entries[0].with_suffix(".pdb")]
     )

@@ -9,6 +9,7 @@ evaluated; the command line exits non-zero exactly then.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mdgen.evaluation.layout import discover_names
+from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.pipelines import EVALUATORS, EvaluationConfig
 from mdgen.evaluation.report import MAIN_ROW, to_jsonable, write_metrics, write_report
 from mdgen.evaluation.sections import TASK_SECTIONS, common_sections
@@ -55,10 +57,31 @@ def _names(config: EvaluationConfig) -> tuple[list[str], dict[str, str]]:
     return [name for name in config.names if name in found], missing
 
 
+def check_directories(config: EvaluationConfig) -> None:
+    """Inputs are directories and out_dir can be one; raises `EvaluationInputError` naming the option."""
+    for option, path in (
+        ("samples_dir", config.samples_dir),
+        ("reference_dir", config.reference_dir),
+        ("replica_dir", config.replica_dir),
+    ):
+        if path is not None and not path.is_dir():
+            raise EvaluationInputError(f"{option}={path}: directory not found")
+    if config.out_dir.exists() and not config.out_dir.is_dir():
+        raise EvaluationInputError(f"out_dir={config.out_dir} is a file, not a directory")
+    try:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        if config.make_plots:
+            config.plot_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvaluationInputError(
+            f"out_dir={config.out_dir}: cannot be created ({error.strerror or error}: {error.filename})"
+        ) from error
+    if not os.access(config.out_dir, os.W_OK | os.X_OK):
+        raise EvaluationInputError(f"out_dir={config.out_dir}: not writable")
+
+
 def run_evaluation(config: EvaluationConfig) -> RunSummary:
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    if config.make_plots:
-        config.plot_dir.mkdir(parents=True, exist_ok=True)
+    check_directories(config)
     names, failures = _names(config)
     outcomes = []
     progress = tqdm(total=len(names), desc=f"evaluate {config.task}", unit="peptide")

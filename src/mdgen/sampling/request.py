@@ -6,9 +6,12 @@ library code never sees the config itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from mdgen.options import checked_fields
 from mdgen.sampling import modes
 from mdgen.sampling.engine import check_precision, resolve_device
 from mdgen.sampling.inputs import SamplingInputError, check_file, check_sequences
@@ -74,11 +77,23 @@ class SamplingRequest:
     design_residues: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.sequences, str):  # `sequences=MKWE` on the command line: one sequence, not 4
+            object.__setattr__(self, "sequences", (self.sequences,))
         if self.sequences is not None:
             object.__setattr__(self, "sequences", tuple(self.sequences))
         if self.design_residues is not None:
             object.__setattr__(self, "design_residues", tuple(int(r) for r in self.design_residues))
         object.__setattr__(self, "precision", str(self.precision))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SamplingRequest:
+        """A request from command-line values, each checked against its field's type (errors name the option).
+
+        Generic over the fields: an int field refuses `abc`, a bool field `yes`; a tuple field takes a
+        list, or a single value as a one-element tuple (`sequences=MKWE`); a str field takes a number
+        (`name=1234`, `precision=32`).
+        """
+        return cls(**checked_fields(cls, options))
 
     def given_options(self) -> list[str]:
         return [name for name in OPTION_MODES if getattr(self, name) is not None]
@@ -88,8 +103,13 @@ class SamplingRequest:
         check_file(self.ckpt_path, "ckpt_path")
         if not self.out_dir:
             raise SamplingInputError("out_dir is required")
-        resolve_device(self.device)
-        check_precision(self.precision)
+        try:
+            resolve_device(self.device)
+            check_precision(self.precision)
+        except ValueError as error:
+            raise SamplingInputError(str(error)) from error
+        if self.name is not None:
+            check_output_name(self.name)
         if self.decoder not in DECODERS:
             raise SamplingInputError(f"decoder={self.decoder!r} is not one of {DECODERS}")
         if not isinstance(self.relax, bool):
@@ -121,6 +141,16 @@ class SamplingRequest:
 
     def output_name(self) -> str:
         return self.name or Path(self.input_pdb).stem
+
+
+def check_output_name(name: str) -> str:
+    """`name=` becomes a file stem inside out_dir: a plain name, no folder, no `..`, not hidden."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+        raise SamplingInputError(
+            f"name={name!r} must be a plain file name (no '/', not empty, not starting with '.'): outputs "
+            "stay inside out_dir"
+        )
+    return name
 
 
 def check_options_for_mode(request: SamplingRequest, mode: str, task_description: str) -> None:

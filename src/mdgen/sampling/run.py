@@ -38,7 +38,8 @@ from mdgen.sampling.paths import (
     endpoints_from_states,
     run_paths,
 )
-from mdgen.sampling.report import OutputReport, RunReport, write_summary
+from mdgen.sampling.record import OutputDirectory
+from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
 from mdgen.sampling.request import SamplingRequest, check_options_for_mode
 from mdgen.sampling.solver import SolverOptions
 from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
@@ -49,11 +50,20 @@ if TYPE_CHECKING:
 
 
 def run_sampling(
-    request: SamplingRequest, module: MDGenModule, solver: SolverOptions, started: float | None = None
+    request: SamplingRequest,
+    module: MDGenModule,
+    solver: SolverOptions,
+    started: float | None = None,
+    overwrite: bool = False,
 ) -> RunReport:
-    """Check the request against `module.task`, then generate and write every output."""
+    """Check the request against `module.task` and out_dir, then generate and write every output.
+
+    out_dir follows `record.OutputDirectory`: its record must match the request (else refused, or with
+    `overwrite` the recorded outputs are deleted and regenerated) and it may hold no other file.
+    """
     started = time.perf_counter() if started is None else started
     request.check()
+    target = OutputDirectory.inspect(request, solver.as_kwargs(), overwrite)  # refuses before any work
     task = module.task
     mode = modes.check_mode(task, request.mode, request.ckpt_path)
     check_options_for_mode(request, mode, modes.describe_task(task))
@@ -73,8 +83,8 @@ def run_sampling(
         decoder=request.decoder,
         relaxer=_relaxer(request.relax),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = job(sampler, out_dir)
+    with target.claimed(also=(SUMMARY_FILE,)):  # the record is written before the first output
+        outputs = job(sampler, out_dir)
     report = RunReport(
         mode=mode,
         checkpoint=str(request.ckpt_path),

@@ -3,7 +3,8 @@
 Every file appears atomically (written under a temporary name in the same directory, then
 `os.replace`d), so a file that exists is complete. One output is a trajectory `STEM.pdb` + `STEM.xtc`
 (+ an optional JSON record written last); it counts as finished when its last-written file exists,
-which is what lets a re-run skip it.
+which is what lets a re-run skip it. Inside `recording_writes(note)`, every path is passed to `note`
+before it is created (the sampling record lists it first, so a kill cannot leave an unlisted file).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import io as _io
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,30 @@ from mdgen.io import read_trajectory, write_trajectory
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+_write_ledger: ContextVar[Callable[[Path], None] | None] = ContextVar("mdgen_write_ledger", default=None)
+
+
+@contextmanager
+def recording_writes(note: Callable[[Path], None]) -> Iterator[None]:
+    """Call `note(path)` before each file this module writes is created (it may raise to refuse it)."""
+    token = _write_ledger.set(note)
+    try:
+        yield
+    finally:
+        _write_ledger.reset(token)
+
+
+def _announce(*paths: Path) -> None:
+    note = _write_ledger.get()
+    if note is not None:
+        for path in paths:
+            note(Path(path))
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` so that readers see either the old file or the complete new one."""
     path = Path(path)
+    _announce(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -101,6 +124,7 @@ class TrajectoryOutput:
         """atom14 (T, L, 14, 3) Å, aatype (L,); XTC time of frame i is i * frame_interval_ps."""
         if self.has_record != (record is not None):
             raise ValueError(f"{self.stem}: a record is {'required' if self.has_record else 'not expected'}")
+        _announce(self.pdb, self.xtc, *([self.record] if record is not None else []))
         write_trajectory(self.stem, atom14, aatype, timestep_ps=frame_interval_ps)
         if record is not None:
             write_json(self.record, record)
