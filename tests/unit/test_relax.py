@@ -16,6 +16,7 @@ from mdgen import tokens
 from mdgen.evaluation.validity import frame_failures
 from mdgen.geometry import atom14_from_frames
 from mdgen.io import read_trajectory, write_trajectory
+from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.relax import FrameRelaxer, RelaxSettings
 from mdgen.sampling.solver import SolverOptions
@@ -130,7 +131,7 @@ def test_window_sampler_decodes_with_the_chosen_decoder_and_relaxes_every_frame(
         _CleanTokensModule(task),
         SolverOptions("euler", 2),
         torch.device("cpu"),
-        decoder="chain",
+        decoding=DecoderSettings("chain", declash=False),
         relaxer=relaxer,
     )
     generated = sampler.generate(atom14[None, :2], aatype[None], sampler.generator(0))

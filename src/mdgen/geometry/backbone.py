@@ -174,6 +174,35 @@ def superpose(mobile: torch.Tensor, target: torch.Tensor, weights: torch.Tensor 
     return rots, trans
 
 
+def buildable_torsions(
+    torsions: torch.Tensor, aatype: torch.Tensor, omega_max_deviation_deg: float = OMEGA_MAX_DEVIATION_DEG
+) -> torch.Tensor:
+    """The torsions (..., L, 7, 2) a chain is built with: ω, φ, ψ as unit pairs (ω clamped to planar,
+    see `planar_omega`; zero pairs replaced), χ as given. aatype (..., L)."""
+    omega = planar_omega(
+        unit_angles(torsions[..., _OMEGA, :], 180.0), aatype.long() == _PROLINE, omega_max_deviation_deg
+    )
+    phi = unit_angles(torsions[..., _PHI, :], -60.0)
+    psi = unit_angles(torsions[..., _PSI, :], 140.0)
+    backbone = torch.stack([omega, phi, psi], dim=-2)
+    return torch.cat([backbone, torsions[..., 3:, :]], dim=-2)
+
+
+def ideal_chain_from_torsions(torsions: torch.Tensor) -> torch.Tensor:
+    """N, CA, C (..., L, 3, 3) Å in residue 0's frame from buildable torsions (..., L, 7, 2) (AF2 ψ)."""
+    psi = rotate_angles(torsions[..., _PSI, :], textbook_psi_offset())
+    return ideal_chain(torsions[..., _OMEGA, :], torsions[..., _PHI, :], psi)
+
+
+def chain_atom14(torsions: torch.Tensor, aatype: torch.Tensor) -> torch.Tensor:
+    """All heavy atoms (..., L, 14, 3) Å of the ideal chain of buildable torsions, in residue 0's frame.
+
+    Differentiable in the torsions; the decoded frame is this chain moved rigidly."""
+    chain = ideal_chain_from_torsions(torsions)
+    rots, trans = frames_from_backbone(chain[..., _N, :], chain[..., _CA, :], chain[..., _C, :])
+    return atom14_from_frames(rots, trans, torsions, aatype)
+
+
 def chain_frames_on_frames(
     rots: torch.Tensor,
     trans: torch.Tensor,
@@ -186,17 +215,11 @@ def chain_frames_on_frames(
 
     rots (..., L, 3, 3), trans (..., L, 3) Å: generated frames; torsions (..., L, 7, 2) (sin, cos) with
     AlphaFold's ψ; aatype (..., L); residue_mask (..., L) (weights of the fit; padding = 0).
-    Returns the chain's rots, trans and the torsions with ω, φ, ψ as built (unit pairs; ω clamped to
-    planar, see `planar_omega`), so atom14_from_frames places O consistently with N(i+1).
+    Returns the chain's rots, trans and the torsions as built (`buildable_torsions`), so
+    atom14_from_frames places O consistently with N(i+1).
     """
-    aatype = aatype.long()
-    omega = planar_omega(
-        unit_angles(torsions[..., _OMEGA, :], 180.0), aatype == _PROLINE, omega_max_deviation_deg
-    )
-    phi = unit_angles(torsions[..., _PHI, :], -60.0)
-    psi_af2 = unit_angles(torsions[..., _PSI, :], 140.0)
-    psi = rotate_angles(psi_af2, textbook_psi_offset())
-    chain = ideal_chain(omega, phi, psi)  # (..., L, 3, 3) in residue 0's frame
+    built = buildable_torsions(torsions, aatype, omega_max_deviation_deg)
+    chain = ideal_chain_from_torsions(built)  # (..., L, 3, 3) in residue 0's frame
 
     ideal = _ideal_residue(rots.dtype, rots.device)  # (3, 3)
     generated = apply_rigid(rots[..., None, :, :], trans[..., None, :], ideal)  # (..., L, 3, 3)
@@ -206,5 +229,4 @@ def chain_frames_on_frames(
     fit_rots, fit_trans = superpose(chain.flatten(-3, -2), generated.flatten(-3, -2), weights)
     placed = apply_rigid(fit_rots[..., None, None, :, :], fit_trans[..., None, None, :], chain)
     new_rots, new_trans = frames_from_backbone(placed[..., _N, :], placed[..., _CA, :], placed[..., _C, :])
-    built = torch.cat([omega[..., None, :], phi[..., None, :], psi_af2[..., None, :]], dim=-2)
-    return new_rots, new_trans, torch.cat([built, torsions[..., 3:, :]], dim=-2)
+    return new_rots, new_trans, built

@@ -12,6 +12,8 @@ from the model's regeneration of it. Torsions come from the tokens, except for f
 Two decoders (`mdgen.tokens.DECODERS`) turn the frames and torsions into atoms:
   chain   one ideal chain built from omega/phi/psi (NeRF) and fitted to the generated frames by least
           squares (`mdgen.geometry.chain_frames_on_frames`): bonds and angles ideal, no chain break;
+          with `declash` (default) frames with a METHOD 12 clash first get their torsions nudged
+          until it is gone (`mdgen.sampling.sterics`);
   frames  each residue placed on its own generated frame (the original's; chain breaks follow the
           frames' independent errors).
 """
@@ -19,18 +21,48 @@ Two decoders (`mdgen.tokens.DECODERS`) turn the frames and torsions into atoms:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from mdgen.geometry import atom14_from_frames, chain_frames_on_frames, dihedral_sin_cos
+from mdgen.geometry.backbone import buildable_torsions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import DECODERS, check_decoder, features_from_tokens
 
-__all__ = ["DECODERS", "decode_windows"]
+__all__ = ["DECODERS", "DecoderSettings", "DecodedWindows", "decode_windows", "decode_windows_counted"]
 
 _OMEGA, _PHI, _PSI, _CHI1 = 0, 1, 2, 3
 _N, _CA, _C = 0, 1, 2  # atom14 slots
 DEFAULT_CHI_DEG = (-60.0, 180.0, 180.0, 180.0)
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """How generated tokens become atoms: `decoder` one of DECODERS; `declash` (chain only) clears
+    METHOD 12 clashes by small torsion changes."""
+
+    decoder: str = "chain"
+    declash: bool = True
+
+    def __post_init__(self) -> None:
+        check_decoder(self.decoder)
+        if self.declash and self.decoder != "chain":
+            raise ValueError(
+                f"declash needs decoder=chain (decoder={self.decoder} places each residue alone)"
+            )
+
+    @classmethod
+    def from_options(cls, decoder: str = "chain", declash: bool | None = None) -> DecoderSettings:
+        """declash None: on for the chain decoder, off for frames."""
+        return cls(decoder, decoder == "chain" if declash is None else bool(declash))
+
+
+@dataclass(frozen=True)
+class DecodedWindows:
+    atom14: torch.Tensor  # (B, T, L, 14, 3) Å
+    frames_declashed: int = 0  # frames whose torsions were changed to clear a clash
+    frames_still_clashing: int = 0  # of those, frames not cleared within the step limit (kept as they are)
 
 
 def decode_windows(
@@ -39,20 +71,52 @@ def decode_windows(
     aatype: torch.Tensor,
     task: TaskSpec,
     decoder: str = "chain",
+    declash: bool | None = None,
 ) -> torch.Tensor:
     """tokens (B, T, L, C_cont), the window batch the tokens were sampled for, aatype (B, L) to build,
-    decoder (one of DECODERS) -> atom14 (B, T, L, 14, 3) Å."""
-    check_decoder(decoder)
+    decoder (one of DECODERS), declash (None: on with chain) -> atom14 (B, T, L, 14, 3) Å."""
+    settings = DecoderSettings.from_options(decoder, declash)
+    return decode_windows_counted(tokens, batch, aatype, task, settings).atom14
+
+
+def decode_windows_counted(
+    tokens: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    aatype: torch.Tensor,
+    task: TaskSpec,
+    settings: DecoderSettings = DecoderSettings(),
+) -> DecodedWindows:
+    """`decode_windows` with the clash-removal counts."""
     num_frames = tokens.shape[1]
     rots, trans, torsions = features_from_tokens(tokens, batch["rots"][:, 0], batch["trans"][:, 0])
     frame_aatype = aatype[:, None].expand(-1, num_frames, -1)  # (B, T, L)
     if task.no_torsion:
         given = given_token_mask(task, num_frames, tokens.shape[2], tokens.device)  # (T, L)
         torsions = frames_only_torsions(rots, trans, batch["torsions"], given, frame_aatype)
-    if decoder == "chain":
+    declashed = still = 0
+    if settings.decoder == "chain":
+        torsions = buildable_torsions(torsions, frame_aatype)
+        if settings.declash:
+            torsions, declashed, still = _declash(torsions, aatype)
         residue_mask = batch["residue_mask"][:, None].expand(-1, num_frames, -1)  # (B, T, L)
         rots, trans, torsions = chain_frames_on_frames(rots, trans, torsions, frame_aatype, residue_mask)
-    return atom14_from_frames(rots, trans, torsions, frame_aatype)
+    return DecodedWindows(atom14_from_frames(rots, trans, torsions, frame_aatype), declashed, still)
+
+
+def _declash(torsions: torch.Tensor, aatype: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """torsions (B, T, L, 7, 2) buildable, aatype (B, L): clear clashes of each sequence's frames."""
+    from mdgen.sampling.sterics import remove_clashes  # mdtraj/scipy: only when declashing
+
+    out = torsions.clone()
+    declashed = still = 0
+    for sequence in torch.unique(aatype, dim=0):
+        rows = (aatype == sequence).all(-1)  # (B,)
+        frames = torsions[rows].flatten(0, 1)  # (rows * T, L, 7, 2)
+        removal = remove_clashes(frames, sequence)
+        out[rows] = removal.torsions.unflatten(0, (int(rows.sum()), torsions.shape[1]))
+        declashed += removal.clashing_before
+        still += removal.clashing_after
+    return out, declashed, still
 
 
 def given_token_mask(

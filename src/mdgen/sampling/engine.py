@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mdgen.sampling.decoding import decode_windows, identities_to_build
+from mdgen.sampling.decoding import DecoderSettings, decode_windows_counted, identities_to_build
 from mdgen.sampling.solver import SolverOptions
 from mdgen.tasks import TaskSpec
-from mdgen.tokens import check_decoder, frame_features
+from mdgen.tokens import frame_features
 
 if TYPE_CHECKING:  # the module pulls in Lightning; drivers only need its `task` and `sample`
     from mdgen.module import MDGenModule
@@ -98,6 +98,22 @@ class Usage:
         return Usage(self.nfe - other.nfe, self.wall_s - other.wall_s)
 
 
+@dataclass(frozen=True)
+class DecodingTotals:
+    """Frames decoded by a sampler, and how many of them the chain decoder's clash removal changed."""
+
+    frames: int = 0
+    frames_declashed: int = 0
+    frames_still_clashing: int = 0  # declashed frames not cleared within the step limit (kept)
+
+    def __add__(self, other: DecodingTotals) -> DecodingTotals:
+        return DecodingTotals(
+            self.frames + other.frames,
+            self.frames_declashed + other.frames_declashed,
+            self.frames_still_clashing + other.frames_still_clashing,
+        )
+
+
 def window_batch(atom14: torch.Tensor, aatype: torch.Tensor) -> dict[str, torch.Tensor]:
     """The batch dict of docs/interfaces.md for windows of atoms.
 
@@ -125,8 +141,8 @@ class WindowSampler:
         solver: ODE integration options.
         device: torch device to run on.
         precision: "32" (float32) or "bf16" (network under bfloat16 autocast; ODE state stays float32).
-        decoder: "chain" (an ideal chain fitted to the generated frames) or "frames" (the original's
-            per-residue placement); see `mdgen.sampling.decoding`.
+        decoding: how tokens become atoms (default: the chain decoder with clash removal); see
+            `mdgen.sampling.decoding`.
         relaxer: when given, every decoded frame is minimised with it (its own usage totals; not in
             `usage.wall_s`).
     """
@@ -137,14 +153,15 @@ class WindowSampler:
         solver: SolverOptions,
         device: torch.device,
         precision: str = "32",
-        decoder: str = "chain",
+        decoding: DecoderSettings | None = None,
         relaxer: FrameRelaxer | None = None,
     ):
         self.module = module.to(device).eval()
         self.solver = solver
         self.device = device
         self.precision = check_precision(precision)
-        self.decoder = check_decoder(decoder)
+        self.decoding = decoding or DecoderSettings()
+        self.decoding_totals = DecodingTotals()
         self.relaxer = relaxer
         self.usage = Usage()  # totals since construction (network + decoding; relaxation apart)
 
@@ -191,13 +208,17 @@ class WindowSampler:
         with self._autocast():
             result = self.module.sample(batch, generator=generator, **self.solver.as_kwargs())
         built_aatype = identities_to_build(aatype, result.aatype.long(), self.task)  # (B, L)
-        atoms = decode_windows(result.tokens.float(), batch, built_aatype, self.task, self.decoder)
+        decoded = decode_windows_counted(result.tokens.float(), batch, built_aatype, self.task, self.decoding)
+        atoms = decoded.atom14
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - start
         self.usage = self.usage + Usage(int(result.nfe), elapsed)
         probs = None if result.aa_probs is None else result.aa_probs.float().cpu().numpy()
         atom14 = atoms.cpu().numpy().astype(np.float32)  # (B, T, L, 14, 3) Å
+        self.decoding_totals = self.decoding_totals + DecodingTotals(
+            atom14.shape[0] * atom14.shape[1], decoded.frames_declashed, decoded.frames_still_clashing
+        )
         if self.relaxer is not None:
             for row, identities in enumerate(built_aatype.cpu().numpy()):
                 atom14[row] = self.relaxer.relax(atom14[row], identities)

@@ -42,7 +42,7 @@ class RunReport:
     batch_size: int
     outputs: tuple[OutputReport, ...]
     total_wall_s: float  # the whole run, set-up and I/O included (relaxation too)
-    decoder: str = "chain"  # how tokens became atoms (mdgen.tokens.DECODERS)
+    decoding: Mapping[str, Any] | None = None  # decoder, declash and the frames it changed
     relax: Mapping[str, Any] | None = None  # RelaxUsage.summary() when relax=true (not in sampling_wall_s)
 
     @property
@@ -75,7 +75,7 @@ class RunReport:
             "precision": self.precision,
             "solver": dict(self.solver),
             "batch_size": self.batch_size,
-            "decoder": self.decoder,
+            "decoding": None if self.decoding is None else dict(self.decoding),
             "relax": None if self.relax is None else dict(self.relax),
             "nfe": self.nfe,
             "sampling_wall_s": self.sampling_wall_s,
@@ -105,6 +105,12 @@ class RunReport:
             f"total: {self.generated_ns:.3f} ns, {self.nfe} function evaluations, sampling {self.sampling_wall_s:.1f} s "
             f"(run {self.total_wall_s:.1f} s) on {self.device} at precision {self.precision}: {rate_text}"
         )
+        if self.decoding is not None and self.decoding.get("declash"):
+            lines.append(
+                f"decoder {self.decoding['decoder']}: clash removal changed the torsions of "
+                f"{self.decoding['frames_declashed']} of {self.decoding['frames']} decoded frames, "
+                f"{self.decoding['frames_still_clashing']} not cleared (kept as they are)"
+            )
         if self.relax is not None and self.relax["frames"]:
             lines.append(
                 f"relax: {self.relax['frames']} frames minimised in {self.relax['wall_s']:.1f} s "

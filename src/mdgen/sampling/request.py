@@ -51,6 +51,7 @@ class SamplingRequest:
     use_ema: bool = True
     decoder: str = "chain"  # chain | frames (mdgen.tokens.DECODERS)
     relax: bool = False  # restrained minimisation of every decoded frame (mdgen.sampling.relax)
+    declash: bool | None = None  # chain decoder: clear clashes by small torsion changes (None: on with chain)
     name: str | None = None
     input_pdb: str | None = None
     input_xtc: str | None = None
@@ -112,6 +113,8 @@ class SamplingRequest:
             check_output_name(self.name)
         if self.decoder not in DECODERS:
             raise SamplingInputError(f"decoder={self.decoder!r} is not one of {DECODERS}")
+        if self.declash and self.decoder != "chain":
+            raise SamplingInputError(f"declash=true needs decoder=chain, not decoder={self.decoder}")
         if not isinstance(self.relax, bool):
             raise SamplingInputError(f"relax must be true or false, got {self.relax!r}")
         for option in ("batch_size", "num_rollouts", "num_chunks", "num_samples"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mdgen.sampling import modes
+from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.design import DesignWindow, retarget_design, run_design
 from mdgen.sampling.engine import WindowSampler, resolve_device
 from mdgen.sampling.forward import ForwardSettings, run_forward
@@ -80,7 +81,7 @@ def run_sampling(
         solver,
         resolve_device(request.device),
         request.precision,
-        decoder=request.decoder,
+        decoding=DecoderSettings.from_options(request.decoder, request.declash),
         relaxer=_relaxer(request.relax),
     )
     with target.claimed(also=(SUMMARY_FILE,)):  # the record is written before the first output
@@ -95,7 +96,11 @@ def run_sampling(
         batch_size=request.batch_size,
         outputs=tuple(outputs),
         total_wall_s=time.perf_counter() - started,
-        decoder=sampler.decoder,
+        decoding={
+            "decoder": sampler.decoding.decoder,
+            "declash": sampler.decoding.declash,
+            **asdict(sampler.decoding_totals),
+        },
         relax=None if sampler.relaxer is None else sampler.relaxer.usage.summary(),
     )
     write_summary(out_dir, report)
