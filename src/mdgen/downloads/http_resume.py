@@ -4,6 +4,7 @@ under its name only when the received size equals the size the server announced.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import urllib.error
@@ -42,7 +43,7 @@ def download_resumable(url: str, destination: Path, timeout_s: float) -> Path:
             total = have
         else:
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:  # OSError: timeouts, resets
         received = partial.stat().st_size if partial.is_file() else 0
         raise DownloadError(
             f"{url}: download interrupted after {received} bytes ({getattr(error, 'reason', error)}); "
