@@ -297,3 +297,18 @@ def test_sample_refuses_a_foreign_target_in_one_line_naming_it(plain_checkpoint,
     lines = error_lines(stderr)
     assert code == 2 and len(lines) == 1 and "'shutil.copyfile' (at model._target_)" in lines[0]
     assert not destination.exists() and not out_dir.exists()
+
+
+def test_a_logger_class_of_an_older_conf_in_an_unbuilt_section_is_accepted(plain_checkpoint, tmp_path):
+    """Logger/callback nodes are a record, never built from a checkpoint: a lightning class that conf/
+    no longer names there (CSVLogger before mdgen's appending logger) must not make the checkpoint unusable."""
+    entry = plain_checkpoint[CHECKPOINT_KEY]
+    config = copy.deepcopy(entry["config"])
+    config["logger"] = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "x"}}
+    assert "lightning.pytorch.loggers.CSVLogger" not in allowed_targets()
+    path = save({**plain_checkpoint, CHECKPOINT_KEY: {**entry, "config": config}}, tmp_path / "old.ckpt")
+    assert load_module(path).task.name == entry["config"]["task"]["name"]
+    config["model"] = {**config["model"], "_target_": "lightning.pytorch.loggers.CSVLogger"}
+    path = save({**plain_checkpoint, CHECKPOINT_KEY: {**entry, "config": config}}, tmp_path / "built.ckpt")
+    with pytest.raises(UnsafeCheckpointError, match="CSVLogger"):
+        load_module(path)
