@@ -6,24 +6,33 @@ probability path and the Dirichlet flow from `mdgen.interpolant`, the velocity f
 
 Randomness is explicit: training noise (flow time s, x0 ~ N(0, I), Dirichlet simplex) comes from a
 module-owned generator seeded with `seed + global_rank` whose state is saved in the checkpoint, so a
-resumed run continues the same noise stream; validation reseeds its generator every epoch, so the
-validation loss of two epochs differs only through the weights.
+resumed run continues the same noise stream. Validation noise is drawn per window from a generator
+seeded by (seed, entry name, start frame, first residue), the same every epoch and whichever batch or
+rank the window lands in: the validation loss of two epochs differs only through the weights, and it
+does not depend on the number of devices (when the validation windows divide evenly over them: a
+DistributedSampler pads the last shard with repeated windows).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mdgen.errors import UserError
 from mdgen.interpolant import masked_mse, solve_ode
 from mdgen.tasks import NUM_AMINO_ACIDS, TaskInputs, TaskSpec
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINT_KEY = "mdgen"  # checkpoint[CHECKPOINT_KEY] = {"format_version", "config", "task"}
@@ -50,6 +59,12 @@ class LossTerms:
     num_frames: int  # B * T trajectory frames in the batch (throughput)
 
 
+def validation_item_seed(seed: int, name: str, frame_start: int, first_residue: int) -> int:
+    """Seed of one validation window's noise: a well-mixed function of the run seed and the window."""
+    keys = [seed % 2**32, _VALIDATION_SEED_OFFSET, zlib.crc32(name.encode()), frame_start, first_residue]
+    return int(np.random.SeedSequence(keys).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 class WarmupThenDecay:
     """LR multiplier: linear warm-up over `warmup_steps`, then constant or cosine decay to `min_lr_ratio`.
 
@@ -64,11 +79,22 @@ class WarmupThenDecay:
         min_lr_ratio: float = 0.0,
     ):
         if decay not in ("constant", "cosine"):
-            raise ValueError(f"decay must be 'constant' or 'cosine', got {decay!r}")
-        if decay == "cosine" and (total_steps is None or total_steps <= warmup_steps):
-            raise ValueError(
-                f"cosine decay needs total_steps > warmup_steps, got {total_steps} <= {warmup_steps}"
+            raise UserError(f"scheduler.decay must be 'constant' or 'cosine', got {decay!r}")
+        if decay == "cosine" and (total_steps is None or total_steps < 1):
+            raise UserError(
+                f"a cosine learning-rate schedule needs trainer.max_steps > 0 (its total_steps), got {total_steps}"
             )
+        if decay == "cosine" and total_steps <= warmup_steps:
+            # A short run (trainer.max_steps=5 of a demo experiment) should just work: shrink the warm-up.
+            shortened = total_steps // 10
+            log.warning(
+                "scheduler.warmup_steps=%d does not fit in total_steps=%d (trainer.max_steps): warm-up "
+                "shortened to %d steps",
+                warmup_steps,
+                total_steps,
+                shortened,
+            )
+            warmup_steps = shortened
         self.warmup_steps, self.total_steps = warmup_steps, total_steps
         self.decay, self.min_lr_ratio = decay, min_lr_ratio
 
@@ -141,7 +167,6 @@ class MDGenModule(pl.LightningModule):
         self.run_config = dict(run_config) if run_config is not None else None
         self._train_noise: torch.Generator | None = None
         self._pending_noise_state: Tensor | None = None
-        self._val_noise: torch.Generator | None = None
         self.last_saved_step: int | None = None  # global step of the latest checkpoint written
         if compile_network:
             self.network.compile()
@@ -152,21 +177,23 @@ class MDGenModule(pl.LightningModule):
         """(B, T, L, C_cont) [+ simplex (B, T, L, 20)] -> the network's (B, T, L, C) input."""
         return x_cont if simplex is None else torch.cat([x_cont, simplex], dim=-1)
 
-    def compute_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> LossTerms:
-        """Flow-matching loss of one batch (METHOD 4.2, 4.4): per-sample masked MSE, then the batch mean."""
+    def compute_loss(
+        self,
+        batch: Mapping[str, Any],
+        generator: torch.Generator | Sequence[torch.Generator] | None,
+    ) -> LossTerms:
+        """Flow-matching loss of one batch (METHOD 4.2, 4.4): per-sample masked MSE, then the batch mean.
+
+        `generator`: one for the whole batch (training), or one per sample (validation,
+        `validation_generators`), which then draws that sample's noise alone, at its own length.
+        """
         inputs = self.task.build_inputs(batch)
         x1 = inputs.tokens  # (B, T, L, C_cont)
         batch_size, num_frames = x1.shape[:2]
-        t = torch.rand(batch_size, generator=generator, device=x1.device)  # (B,) flow time
-        x0 = torch.randn(x1.shape, generator=generator, device=x1.device)
+        t, x0, simplex = self._draw_noise(inputs, generator)  # (B,), (B, T, L, C_cont), (B, L, 20) | None
         path_sample = self.path.sample(x0, x1, t)
-
-        simplex = None
-        if self.dirichlet is not None:
+        if simplex is not None:
             # One simplex point per residue, shared by every frame (METHOD 4.4).
-            simplex = self.dirichlet.sample_simplex(
-                inputs.target_aatype, t, generator=generator
-            )  # (B, L, 20)
             simplex = simplex[:, None].expand(-1, num_frames, -1, -1)
         output = self.network(self.network_input(path_sample.x_t, simplex), t, **inputs.network_kwargs())
         velocity = output.velocity[..., : x1.shape[-1]]
@@ -184,6 +211,43 @@ class MDGenModule(pl.LightningModule):
             recovery,
             batch_size * num_frames,
         )
+
+    def _draw_noise(
+        self, inputs: TaskInputs, generator: torch.Generator | Sequence[torch.Generator] | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Flow time t (B,), x0 (B, T, L, C_cont) and the Dirichlet simplex (B, L, 20) (None unless
+        designing), drawn in this order from one generator, or sample by sample from one each."""
+        x1 = inputs.tokens
+        device = x1.device
+        if generator is None or isinstance(generator, torch.Generator):
+            t = torch.rand(x1.shape[0], generator=generator, device=device)
+            x0 = torch.randn(x1.shape, generator=generator, device=device)
+            simplex = None
+            if self.dirichlet is not None:
+                simplex = self.dirichlet.sample_simplex(inputs.target_aatype, t, generator=generator)
+            return t, x0, simplex
+        if len(generator) != x1.shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {x1.shape[0]}")
+        t = torch.empty(x1.shape[0], device=device)
+        x0 = torch.zeros_like(x1)  # padded residues keep 0: they are masked everywhere
+        simplex = None
+        if self.dirichlet is not None:
+            simplex = torch.full(
+                (*x1.shape[:1], x1.shape[2], NUM_AMINO_ACIDS), 1.0 / NUM_AMINO_ACIDS, device=device
+            )
+        lengths = inputs.residue_mask.sum(-1).long().tolist()  # real residues; padding comes last
+        for index, (item_generator, length) in enumerate(zip(generator, lengths, strict=True)):
+            t[index] = torch.rand(1, generator=item_generator, device=device)[0]
+            x0[index, :, :length] = torch.randn(
+                (x1.shape[1], length, x1.shape[3]), generator=item_generator, device=device
+            )
+            if simplex is not None:
+                simplex[index, :length] = self.dirichlet.sample_simplex(
+                    inputs.target_aatype[index : index + 1, :length],
+                    t[index : index + 1],
+                    generator=item_generator,
+                )[0]
+        return t, x0, simplex
 
     @staticmethod
     def _sequence_terms(frame_logits: Tensor, inputs: TaskInputs) -> tuple[Tensor, Tensor]:
@@ -211,12 +275,20 @@ class MDGenModule(pl.LightningModule):
         return terms.loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        terms = self.compute_loss(batch, self._val_noise)
+        terms = self.compute_loss(batch, self.validation_generators(batch))
         self._log_terms("val", terms, batch_size=len(batch["aatype"]))
 
-    def on_validation_epoch_start(self) -> None:
-        generator = torch.Generator(device=self.device)
-        self._val_noise = generator.manual_seed(self.seed + _VALIDATION_SEED_OFFSET + self.global_rank)
+    def validation_generators(self, batch: Mapping[str, Any]) -> list[torch.Generator]:
+        """One generator per window, seeded by the window itself (entry name, start frame, first residue),
+        so its noise is the same in any batch, on any rank, in every epoch."""
+        names, starts = batch["name"], batch["frame_start"].tolist()
+        first_residues = batch["residue_index"][:, 0].tolist()
+        return [
+            torch.Generator(device=self.device).manual_seed(
+                validation_item_seed(self.seed, name, int(start), int(first))
+            )
+            for name, start, first in zip(names, starts, first_residues, strict=True)
+        ]
 
     def _log_terms(self, stage: str, terms: LossTerms, batch_size: int) -> None:
         on_step = stage == "train"

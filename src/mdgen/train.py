@@ -30,8 +30,9 @@ from mdgen.config import (
     read_checkpoint,
     to_plain_dict,
 )
-from mdgen.errors import UserError
+from mdgen.errors import UserError, user_errors
 from mdgen.module import CHECKPOINT_KEY
+from mdgen.options import checked_value
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> Path | Non
             if ckpt_path == "last"
             else ""
         )
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
+        raise UserError(f"ckpt_path={ckpt_path}: {path} does not exist{hint}")
     return path
 
 
@@ -74,7 +75,9 @@ def train(cfg: DictConfig) -> float | None:
         # TF32 on GPUs, as the original. On CPUs, oneDNN would take 'medium' as leave to run float32
         # matmuls in bfloat16, which costs the geometry ~1e-1 precision (quaternions, offsets).
         torch.set_float32_matmul_precision(cfg.matmul_precision)
-    pl.seed_everything(cfg.seed, workers=True)
+    seed = checked_value("seed", cfg.seed, int)  # `seed=abc`: one line naming the option
+    pl.seed_everything(seed, workers=True, verbose=False)  # stderr stays for errors
+    log.info("seed %s", cfg.seed)
     pin_ddp_relaunch_to_job_dir()
 
     checkpoint_dir = Path(cfg.paths.checkpoint_dir)
@@ -94,6 +97,7 @@ def train(cfg: DictConfig) -> float | None:
     if initial_weights is not None:
         module.load_state_dict(initial_weights, strict=True)
     datamodule = hydra.utils.instantiate(cfg.data)
+    check_run_inputs(module, datamodule)
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
         # Lightning reads the checkpoint again: tensors and plain values only (a pickle payload never runs)
@@ -111,6 +115,18 @@ def train(cfg: DictConfig) -> float | None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
         return None
     return float(metric)
+
+
+def check_run_inputs(module: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
+    """Check the data (split files, simulation directories, cache) and the learning-rate schedule here,
+    once, before `trainer.fit` launches the other DDP ranks: a bad input is then one clear error, not a
+    gloo "Connection closed by peer" from ranks whose first process died. Relaunched ranks repeat the
+    (cheap) checks; the cache is prepared now, so they find it up to date."""
+    if module.scheduler_factory is not None:  # e.g. a cosine schedule without trainer.max_steps
+        module.scheduler_factory(optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    check_inputs = getattr(datamodule, "check_inputs", None)
+    if check_inputs is not None:
+        check_inputs("fit")
 
 
 def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
@@ -140,6 +156,7 @@ def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@user_errors("mdgen.train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

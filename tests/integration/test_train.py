@@ -1,6 +1,7 @@
 """Training end to end on data/demo with the tiny model: fast_dev_run per experiment, overfitting one
 batch, exact resume (step counter, optimizer, EMA), checkpoint reloading, and a 2-job DDP sweep."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -95,8 +96,15 @@ RESUME = [
     "callbacks.ema.enabled=true",
     "callbacks.ema.decay=0.9",
     "logger=csv",
+    "trainer.log_every_n_steps=1",
     "seed=3",
 ]
+
+
+def metrics_by_step(run_dir: Path, column: str) -> dict[int, float]:
+    """{step: value} of one column of the run's csv/metrics.csv (rows where it was logged)."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        return {int(row["step"]): float(row[column]) for row in csv.DictReader(handle) if row.get(column)}
 
 
 def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
@@ -122,6 +130,13 @@ def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
     for index, state in adam_straight.items():
         torch.testing.assert_close(adam_resumed[index]["exp_avg_sq"], state["exp_avg_sq"])
     assert isinstance(metric, float) and metric == metric  # train() returns val/loss for sweeps
+    # logger=csv: the resumed run appended to metrics.csv; the first segment's rows are still there, and
+    # the values are the straight run's. (Lightning numbers the resumed rows one step later: 0, 1, 3, 4.)
+    for column in ("train/loss_step", "val/loss"):
+        straight_rows = metrics_by_step(tmp_path / "straight", column)
+        resumed_rows = metrics_by_step(tmp_path / "resumed", column)
+        assert len(resumed_rows) == len(straight_rows) >= 2 and min(resumed_rows) < 2 <= max(resumed_rows)
+        assert list(resumed_rows.values()) == pytest.approx(list(straight_rows.values()), rel=1e-5), column
 
     # The checkpoint alone rebuilds the module, with the EMA weights by default.
     module = load_module(tmp_path / "straight/checkpoints/last.ckpt", expected_task="forward")

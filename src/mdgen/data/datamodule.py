@@ -35,7 +35,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, RandomSampler
 
 from mdgen.data.cache import list_cached_entries
@@ -162,6 +162,7 @@ class MDGenDataModule(pl.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.seed = int(seed)
         self.datasets: dict[str, TrainWindowDataset | FixedWindowDataset] = {}
+        self._prepared = False  # prepare_data ran in this process (check_inputs, then Lightning's hook)
         self.global_batch_size: int | None = None
         self._loader_epochs = 0  # epochs started without a trainer (plain loops, tests)
 
@@ -181,7 +182,7 @@ class MDGenDataModule(pl.LightningDataModule):
 
         With several simulation directories each split name is prepared from the one that holds it.
         """
-        if not self.sim_dirs:
+        if not self.sim_dirs or self._prepared:
             return
         names = sorted({row.name for stage in self.split_paths for row in self._split_rows(stage)})
         if len(self.sim_dirs) == 1:
@@ -206,8 +207,25 @@ class MDGenDataModule(pl.LightningDataModule):
             rank_zero_info(summary.report())
             if not summary.ok:
                 raise DataSetupError(summary.report())
+        self._prepared = True
+
+    def check_inputs(self, stage: str | None = "fit") -> None:
+        """Everything ``stage`` needs, checked in this process before any other is launched: the split
+        files, the simulation directories (prepared into the cache now), the cache entries and their
+        windows (manifests only). Under DDP a bad input is then the first error the user sees, not a
+        gloo "connection closed" from ranks whose peer died; Lightning's hooks find the work done."""
+        for split, path in self.split_paths.items():
+            if path is not None:
+                self._split_rows(split)
+        self.prepare_data()
+        self._build_datasets(stage)
 
     def _check_cache(self, rows_by_stage: dict[str, list[SplitRow]]) -> None:
+        if any(rows_by_stage.values()) and not self.cache_dir.is_dir():
+            raise DataSetupError(
+                f"cache_dir {self.cache_dir} does not exist; prepare it with `python -m mdgen.prepare "
+                f"sim_dir=... out_dir={self.cache_dir}` or set data.sim_dir"
+            )
         cached = list_cached_entries(self.cache_dir)
         missing, mismatched = [], []
         for stage, rows in rows_by_stage.items():
@@ -231,6 +249,11 @@ class MDGenDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
+        self._build_datasets(stage)
+        self._report_batch_size()
+
+    def _build_datasets(self, stage: str | None) -> None:
+        """The datasets of ``stage`` not built yet, after checking the cache holds their entries."""
         stages = {
             "fit": ("train", "val"),
             "validate": ("val",),
@@ -258,7 +281,6 @@ class MDGenDataModule(pl.LightningDataModule):
                 self.datasets[split] = FixedWindowDataset(
                     self.cache_dir, groups, windows_per_entry=self.val_repeat, **window_options
                 )
-        self._report_batch_size()
 
     def _report_batch_size(self) -> None:
         trainer = self.trainer
@@ -269,6 +291,14 @@ class MDGenDataModule(pl.LightningDataModule):
             f"batch size: {self.batch_size} per device x {world_size} device(s) x {accumulate} accumulation "
             f"= {self.global_batch_size} windows per optimizer step"
         )
+        for split in ("val", "test"):
+            count = len(self.datasets[split]) if split in self.datasets else 0
+            if count % world_size:
+                rank_zero_warn(
+                    f"{count} {split} windows do not divide over {world_size} devices: the distributed sampler "
+                    f"repeats {world_size - count % world_size} of them, so {split}/loss differs slightly from "
+                    "a run on another number of devices"
+                )
 
     def _current_epoch(self) -> int:
         if self.trainer is not None:
