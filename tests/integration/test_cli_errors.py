@@ -275,3 +275,13 @@ def test_manifest_topologies_inside_their_folder_are_read(tmp_path):
     paths.write_text(json.dumps({"topology": "top/GWEK.pdb", "paths": [{"xtc": "GWEK_0.xtc"}]}))
     assert read_path_manifest(paths)[0] == samples / "top" / "GWEK.pdb"
     assert read_design_spec(_write_design(samples, "top/GWEK.pdb")).topology == samples / "top" / "GWEK.pdb"
+
+
+# ---- mdgen.train ------------------------------------------------------------------------------------------
+
+
+def test_train_seed_of_the_wrong_type_names_the_option(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ("experiment=demo_forward", "model=tiny", "logger=none", f"hydra.run.dir={run_dir}", "seed=abc")
+    code, _, stderr = run_cli(capsys, "train", *argv)
+    assert code == 2 and "seed='abc': expected an integer" in one_error_line(stderr, "train")

@@ -124,6 +124,10 @@ class SamplingRequest:
         if self.mode is not None and self.mode not in modes.SAMPLING_MODES:
             raise SamplingInputError(f"mode={self.mode!r} is not one of {modes.SAMPLING_MODES}")
         if self.sequences is not None:
+            if not self.sequences:
+                raise SamplingInputError(
+                    "sequences=[] lists no sequence: give sequences=[MKWE,...] or leave it out"
+                )
             check_sequences(self.sequences)
         if self.input_pdb is not None:
             check_file(self.input_pdb, "input_pdb")
