@@ -8,6 +8,10 @@
 #   design       weights/inpainting.ckpt    + data/4AA_sims            (4AA_test.csv)
 #   protein      weights/atlas.ckpt         + data/atlas_sims          (atlas_test.csv)
 # Outputs: $PAPER_DIR/<task>/{samples/, report.md, metrics.json, plots/}. A re-run skips finished samples.
+# Cost: everything runs at the paper's sizes (forward: 100 ns per peptide; upsample: each whole 100 fs
+# implicit-solvent trajectory); use a GPU machine, or PAPER_MAX / PAPER_CHUNKS / PAPER_PATHS to shrink it.
+# Checked mechanically on CPU with small converted checkpoints (forward, interp); the upsample, design and
+# protein branches have not been run against real downloads.
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
