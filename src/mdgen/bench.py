@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mdgen.config import build_module, compose_config
+from mdgen.errors import UserError, user_errors
 from mdgen.geometry import quaternion_to_rotation
 
 
@@ -80,7 +81,7 @@ def benchmark_train(
     seed: int = 0,
 ) -> TrainBenchmark:
     if precision not in ("32-true", "bf16-mixed"):
-        raise ValueError(f"precision must be 32-true or bf16-mixed, got {precision!r}")
+        raise UserError(f"--precision must be 32-true or bf16-mixed, got {precision!r}")
     device = torch.device(
         device_name if device_name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
@@ -141,6 +142,7 @@ def markdown_row(command: str, result: TrainBenchmark) -> str:
     )
 
 
+@user_errors("mdgen.bench")
 def main(argv: list[str] | None = None) -> TrainBenchmark:
     parser = argparse.ArgumentParser(prog="python -m mdgen.bench", description=__doc__.split("\n\n")[1])
     parser.add_argument("mode", choices=["train"], help="what to time (training steps)")

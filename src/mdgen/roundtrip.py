@@ -21,6 +21,7 @@ import torch
 
 from mdgen import tokens
 from mdgen.constants import TORSION_NAMES
+from mdgen.errors import user_errors
 from mdgen.io import Trajectory, read_trajectory
 
 _BACKBONE_SLOTS = slice(0, 4)  # N, CA, C, O
@@ -83,6 +84,7 @@ def roundtrip_errors(trajectory: Trajectory, key_frames=(0,)) -> RoundTripErrors
     )
 
 
+@user_errors("mdgen.roundtrip")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
