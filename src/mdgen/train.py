@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdgen.callbacks import SaveRunConfig
@@ -96,7 +97,7 @@ def train(cfg: DictConfig) -> float | None:
     module = build_module(cfg, run_config=run_config)
     if initial_weights is not None:
         module.load_state_dict(initial_weights, strict=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate_data(cfg)
     check_run_inputs(module, datamodule)
     trainer = build_trainer(cfg, extra_callbacks=[SaveRunConfig(run_config, checkpoint_dir / "config.yaml")])
     with distributed_job_scope():
@@ -115,6 +116,16 @@ def train(cfg: DictConfig) -> float | None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
         return None
     return float(metric)
+
+
+def instantiate_data(cfg: DictConfig) -> pl.LightningDataModule:
+    """The `data` group's DataModule; its own refusal of a value (a UserError) stays one line."""
+    try:
+        return hydra.utils.instantiate(cfg.data)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from error
+        raise
 
 
 def check_run_inputs(module: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:

@@ -136,7 +136,7 @@ class MDGenDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise DataSetupError(f"data.batch_size must be >= 1, got {batch_size}")
         self.cache_dir = Path(cache_dir)
         self.split_paths = {
             "train": None if train_split is None else Path(train_split),

@@ -156,9 +156,9 @@ class _WindowDataset(Dataset):
         seed: int = 0,
     ):
         if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+            raise WindowError(f"num_frames (task.num_frames) must be >= 1, got {num_frames}")
         if crop is not None and crop < 1:
-            raise ValueError(f"crop must be >= 1 or None, got {crop}")
+            raise WindowError(f"crop (data.crop) must be >= 1 or null, got {crop}")
         if not groups or any(not group for group in groups):
             raise ValueError("every split row needs at least one cache entry")
         self.cache_dir = Path(cache_dir)
@@ -248,7 +248,7 @@ class TrainWindowDataset(_WindowDataset):
     def __init__(self, cache_dir, groups, *, repeat: int = 1, **window_options):
         super().__init__(cache_dir, groups, **window_options)
         if repeat < 1:
-            raise ValueError(f"repeat must be >= 1, got {repeat}")
+            raise WindowError(f"repeat (data.train_repeat) must be >= 1, got {repeat}")
         self.repeat = repeat
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -277,7 +277,7 @@ class FixedWindowDataset(_WindowDataset):
     def __init__(self, cache_dir, groups, *, windows_per_entry: int = 1, **window_options):
         super().__init__(cache_dir, groups, **window_options)
         if windows_per_entry < 1:
-            raise ValueError(f"windows_per_entry must be >= 1, got {windows_per_entry}")
+            raise WindowError(f"windows_per_entry (data.val_repeat) must be >= 1, got {windows_per_entry}")
         self.windows_per_entry = windows_per_entry
 
     def __len__(self) -> int:
