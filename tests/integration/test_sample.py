@@ -507,3 +507,29 @@ def test_a_write_outside_out_dir_is_refused_by_the_record(tmp_path):
             write_json(tmp_path / "outside.json", {})
     assert not (tmp_path / "outside.json").exists()
     assert "inside.json" in json.loads((tmp_path / "out" / RECORD_FILE).read_text())["files"]
+
+
+def test_exported_checkpoint_holds_the_ema_weights_and_samples_like_the_training_checkpoint(
+    forward_ckpt, tmp_path
+):
+    from mdgen.callbacks import ema_weights_from_checkpoint
+    from mdgen.config import read_checkpoint
+    from mdgen.errors import UserError
+    from mdgen.export import export_checkpoint
+
+    exported = export_checkpoint(forward_ckpt, tmp_path / "model.ckpt")
+    training, shipped = read_checkpoint(forward_ckpt), read_checkpoint(exported)
+    ema = ema_weights_from_checkpoint(training)
+    assert ema and "optimizer_states" in training and "optimizer_states" not in shipped
+    for key, value in ema.items():
+        assert torch.equal(shipped["state_dict"][key], value)
+    assert exported.stat().st_size < forward_ckpt.stat().st_size / 2
+    with pytest.raises(UserError, match="exists"):
+        export_checkpoint(forward_ckpt, exported)
+
+    outputs = []
+    for ckpt in (forward_ckpt, exported):
+        out_dir = tmp_path / ckpt.stem
+        run_sample(ckpt, out_dir, f"input_pdb={DEMO_MD / PEPTIDE / f'{PEPTIDE}.pdb'}", *FAST_SOLVER)
+        outputs.append(mdtraj.load(str(out_dir / f"{PEPTIDE}.xtc"), top=str(out_dir / f"{PEPTIDE}.pdb")).xyz)
+    np.testing.assert_array_equal(outputs[0], outputs[1])  # EMA weights are what sampling uses by default

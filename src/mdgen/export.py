@@ -1,0 +1,72 @@
+"""`python -m mdgen.export in_ckpt=RUN/checkpoints/last.ckpt out_ckpt=MODEL.ckpt`: a checkpoint to ship.
+
+Keeps what sampling needs and nothing else: the weights (the EMA weights when the run kept them, as the
+module's `state_dict`), the resolved run config and the task, plus where they came from. Optimizer,
+scheduler, loop and callback states are dropped, so the file is a fraction of a training checkpoint; it
+samples (`mdgen.sample`) and starts fine-tuning runs (`mdgen.train init_from=`), it does not resume one.
+The input is read with `weights_only=True`; the output is written atomically and loaded back as a check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from mdgen.callbacks import ema_weights_from_checkpoint
+from mdgen.checkpoints import write_checkpoint_atomically
+from mdgen.checkpoints.original_file import file_sha256
+from mdgen.config import config_dir, load_module, read_checkpoint
+from mdgen.errors import UserError, user_errors
+from mdgen.module import CHECKPOINT_KEY
+
+
+def export_checkpoint(in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool = True, overwrite: bool = False) -> Path:
+    """Write the inference checkpoint of `in_ckpt` to `out_ckpt`; returns `out_ckpt`."""
+    in_ckpt, out_ckpt = Path(in_ckpt), Path(out_ckpt)
+    if out_ckpt.exists() and not overwrite:
+        raise UserError(f"out_ckpt={out_ckpt} exists; pass overwrite=true to replace it")
+    if out_ckpt.resolve() == in_ckpt.resolve():
+        raise UserError(f"out_ckpt={out_ckpt} is the input checkpoint itself")
+    checkpoint = read_checkpoint(in_ckpt)
+    ema = ema_weights_from_checkpoint(checkpoint) if use_ema else None
+    if use_ema and ema is None:
+        raise UserError(f"{in_ckpt}: the run kept no EMA weights; pass use_ema=false to export its training weights")
+    state = dict(checkpoint["state_dict"])
+    state.update(ema or {})
+    entry = checkpoint[CHECKPOINT_KEY]
+    exported = {
+        "epoch": int(checkpoint.get("epoch", 0)),
+        "global_step": int(checkpoint.get("global_step", 0)),
+        "pytorch-lightning_version": checkpoint.get("pytorch-lightning_version", ""),
+        "state_dict": {key: value.detach().clone().contiguous() for key, value in state.items()},
+        "callbacks": {},
+        CHECKPOINT_KEY: {
+            **{key: entry[key] for key in ("format_version", "config", "task")},
+            "exported_from": {
+                "file": str(in_ckpt),
+                "sha256": file_sha256(in_ckpt),
+                "global_step": int(checkpoint.get("global_step", 0)),
+                "weights": "ema" if ema is not None else "training",
+            },
+        },
+    }
+    write_checkpoint_atomically(exported, out_ckpt)
+    loaded = load_module(out_ckpt, use_ema=False).state_dict()
+    for key, value in exported["state_dict"].items():
+        if not torch.equal(loaded[key], value):
+            raise RuntimeError(f"{out_ckpt}: {key} changed between writing and loading")
+    return out_ckpt
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
+@user_errors("mdgen.export")
+def main(cfg: DictConfig) -> None:
+    out = export_checkpoint(cfg.in_ckpt, cfg.out_ckpt, use_ema=bool(cfg.use_ema), overwrite=bool(cfg.overwrite))
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB ({'EMA' if cfg.use_ema else 'training'} weights and config)")
+
+
+if __name__ == "__main__":
+    main()
