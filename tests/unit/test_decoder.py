@@ -25,7 +25,12 @@ from mdgen.geometry.backbone import (
     textbook_psi_offset,
 )
 from mdgen.io import read_trajectory, write_trajectory
-from mdgen.sampling.decoding import DecoderSettings, decode_windows
+from mdgen.sampling.decoding import (
+    CHAIN_DECODER_MAX_RESIDUES,
+    DecoderSettings,
+    decode_windows,
+    decode_windows_counted,
+)
 from mdgen.sampling.engine import window_batch
 from mdgen.sampling.sterics import remove_clashes, steric_pairs
 from mdgen.tasks import TaskSpec
@@ -192,13 +197,25 @@ def test_chain_decoder_has_ideal_geometry_and_no_chain_break_from_garbage_tokens
     assert failures_of(frames)["cn_break"].mean() > 0.9
 
 
-def test_decoder_settings_refuse_clash_removal_without_the_chain():
-    assert DecoderSettings.from_options("frames") == DecoderSettings("frames", declash=False)
-    assert DecoderSettings.from_options("chain") == DecoderSettings("chain", declash=True)
-    with pytest.raises(ValueError, match="declash needs decoder=chain"):
+def test_decoder_settings_choose_the_chain_for_peptides_and_refuse_declash_without_it():
+    auto = DecoderSettings()
+    assert auto.decoder_for(4) == "chain" and auto.declashes
+    assert auto.decoder_for(CHAIN_DECODER_MAX_RESIDUES + 1) == "frames"
+    assert DecoderSettings("chain").decoder_for(300) == "chain"
+    assert not DecoderSettings("chain", declash=False).declashes
+    with pytest.raises(ValueError, match="declash needs the chain decoder"):
         DecoderSettings("frames", declash=True)
     with pytest.raises(ValueError, match="not one of"):
         DecoderSettings("atoms")
+
+
+def test_auto_decodes_long_chains_with_frames():
+    garbage, batch, aatype = _garbage_window("A" * (CHAIN_DECODER_MAX_RESIDUES + 1), 1, 2, seed=3)
+    task = _forward_task(2)
+    auto = decode_windows_counted(garbage, batch, aatype, task, DecoderSettings())
+    frames = decode_windows(garbage, batch, aatype, task, decoder="frames")
+    assert auto.decoder == "frames" and auto.frames_declashed == 0
+    assert torch.equal(auto.atom14, frames)
 
 
 def test_steric_pairs_are_those_of_method_12_validity():

@@ -103,12 +103,14 @@ class DecodingTotals:
     """Frames decoded by a sampler, and how many of them the chain decoder's clash removal changed."""
 
     frames: int = 0
+    chain_frames: int = 0  # decoded by the chain decoder (the rest by frames)
     frames_declashed: int = 0
     frames_still_clashing: int = 0  # declashed frames not cleared within the step limit (kept)
 
     def __add__(self, other: DecodingTotals) -> DecodingTotals:
         return DecodingTotals(
             self.frames + other.frames,
+            self.chain_frames + other.chain_frames,
             self.frames_declashed + other.frames_declashed,
             self.frames_still_clashing + other.frames_still_clashing,
         )
@@ -141,8 +143,8 @@ class WindowSampler:
         solver: ODE integration options.
         device: torch device to run on.
         precision: "32" (float32) or "bf16" (network under bfloat16 autocast; ODE state stays float32).
-        decoding: how tokens become atoms (default: the chain decoder with clash removal); see
-            `mdgen.sampling.decoding`.
+        decoding: how tokens become atoms (default: auto, i.e. the chain decoder with clash removal for
+            peptides, frames for longer chains); see `mdgen.sampling.decoding`.
         relaxer: when given, every decoded frame is minimised with it (its own usage totals; not in
             `usage.wall_s`).
     """
@@ -216,8 +218,12 @@ class WindowSampler:
         self.usage = self.usage + Usage(int(result.nfe), elapsed)
         probs = None if result.aa_probs is None else result.aa_probs.float().cpu().numpy()
         atom14 = atoms.cpu().numpy().astype(np.float32)  # (B, T, L, 14, 3) Å
+        num_frames = atom14.shape[0] * atom14.shape[1]
         self.decoding_totals = self.decoding_totals + DecodingTotals(
-            atom14.shape[0] * atom14.shape[1], decoded.frames_declashed, decoded.frames_still_clashing
+            num_frames,
+            num_frames if decoded.decoder == "chain" else 0,
+            decoded.frames_declashed,
+            decoded.frames_still_clashing,
         )
         if self.relaxer is not None:
             for row, identities in enumerate(built_aatype.cpu().numpy()):

@@ -105,12 +105,15 @@ class RunReport:
             f"total: {self.generated_ns:.3f} ns, {self.nfe} function evaluations, sampling {self.sampling_wall_s:.1f} s "
             f"(run {self.total_wall_s:.1f} s) on {self.device} at precision {self.precision}: {rate_text}"
         )
-        if self.decoding is not None and self.decoding.get("declash"):
-            lines.append(
-                f"decoder {self.decoding['decoder']}: clash removal changed the torsions of "
-                f"{self.decoding['frames_declashed']} of {self.decoding['frames']} decoded frames, "
-                f"{self.decoding['frames_still_clashing']} not cleared (kept as they are)"
-            )
+        if self.decoding is not None and self.decoding["frames"]:
+            decoding = self.decoding
+            line = f"decoder={decoding['decoder']}: {decoding['chain_frames']} of {decoding['frames']} frames by the chain decoder"
+            if decoding["chain_frames"] and decoding["declash"] is not False:
+                line += (
+                    f"; clash removal changed the torsions of {decoding['frames_declashed']}, "
+                    f"{decoding['frames_still_clashing']} not cleared (kept as they are)"
+                )
+            lines.append(line)
         if self.relax is not None and self.relax["frames"]:
             lines.append(
                 f"relax: {self.relax['frames']} frames minimised in {self.relax['wall_s']:.1f} s "

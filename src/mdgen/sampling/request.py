@@ -13,11 +13,11 @@ from typing import Any
 
 from mdgen.options import checked_fields
 from mdgen.sampling import modes
+from mdgen.sampling.decoding import DECODER_CHOICES
 from mdgen.sampling.engine import check_precision, resolve_device
 from mdgen.sampling.inputs import SamplingInputError, check_file, check_sequences
 from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE, IncompatibleTaskError
 from mdgen.sampling.paths import TRANSITIONS
-from mdgen.tokens import DECODERS
 
 # Options that only make sense for some modes; setting one for another mode is an error, not ignored.
 OPTION_MODES = {
@@ -49,9 +49,9 @@ class SamplingRequest:
     device: str = "auto"
     precision: str = "32"
     use_ema: bool = True
-    decoder: str = "chain"  # chain | frames (mdgen.tokens.DECODERS)
+    decoder: str = "auto"  # auto | chain | frames (mdgen.sampling.decoding)
     relax: bool = False  # restrained minimisation of every decoded frame (mdgen.sampling.relax)
-    declash: bool | None = None  # chain decoder: clear clashes by small torsion changes (None: on with chain)
+    declash: bool | None = None  # with the chain decoder: clear clashes by small torsion changes (None: on)
     name: str | None = None
     input_pdb: str | None = None
     input_xtc: str | None = None
@@ -111,10 +111,12 @@ class SamplingRequest:
             raise SamplingInputError(str(error)) from error
         if self.name is not None:
             check_output_name(self.name)
-        if self.decoder not in DECODERS:
-            raise SamplingInputError(f"decoder={self.decoder!r} is not one of {DECODERS}")
-        if self.declash and self.decoder != "chain":
-            raise SamplingInputError(f"declash=true needs decoder=chain, not decoder={self.decoder}")
+        if self.decoder not in DECODER_CHOICES:
+            raise SamplingInputError(f"decoder={self.decoder!r} is not one of {DECODER_CHOICES}")
+        if self.declash and self.decoder == "frames":
+            raise SamplingInputError(
+                "declash=true needs the chain decoder (decoder=chain or auto), not decoder=frames"
+            )
         if not isinstance(self.relax, bool):
             raise SamplingInputError(f"relax must be true or false, got {self.relax!r}")
         for option in ("batch_size", "num_rollouts", "num_chunks", "num_samples"):

@@ -81,7 +81,7 @@ def run_sampling(
         solver,
         resolve_device(request.device),
         request.precision,
-        decoding=DecoderSettings.from_options(request.decoder, request.declash),
+        decoding=DecoderSettings(request.decoder, request.declash),
         relaxer=_relaxer(request.relax),
     )
     with target.claimed(also=(SUMMARY_FILE,)):  # the record is written before the first output
