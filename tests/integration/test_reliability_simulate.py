@@ -23,7 +23,9 @@ from mdgen.data.simulate import (
     PeptideBusyError,
     SimulationInterrupted,
     SimulationProtocol,
+    StaleOutputError,
     lock_is_held,
+    peptide_seed,
     simulate_peptide,
     simulate_peptides,
     verify_finished,
@@ -73,7 +75,7 @@ def assert_one_line_error(completed: subprocess.CompletedProcess, expected: str)
 @pytest.fixture(scope="module")
 def finished_dir(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("finished")
-    simulate_peptide(NAME, out_dir, TINY, SEED)
+    simulate_peptide(NAME, out_dir, TINY, peptide_seed(SEED, NAME))  # as simulate_peptides seeds it
     return out_dir
 
 
@@ -132,6 +134,28 @@ def test_a_corrupt_finished_peptide_is_reported_and_never_deleted(out_dir, corru
     assert snapshot(out_dir) == before and sorted(os.listdir(out_dir)) == [NAME]
     with pytest.raises(CorruptOutputError, match=expected.split(" ")[0]):
         simulate_peptide(NAME, out_dir, TINY, SEED)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"production_ns": 0.005}, "length_ns=0.003 (requested 0.005)"),
+        ({"temperature_K": 300.0}, "temperature_K=350.0 (requested 300.0)"),
+        ({"seed": SEED + 1}, "seed="),
+    ],
+)
+def test_a_finished_peptide_made_with_other_settings_is_not_passed_off_as_new(out_dir, change, expected):
+    before = snapshot(out_dir)
+    seed = change.pop("seed", SEED)
+    protocol = replace(TINY, **change)
+    with pytest.raises(StaleOutputError, match="is finished but was simulated with") as error:
+        simulate_peptides([NAME], out_dir, protocol, base_seed=seed, show_progress=False)
+    assert expected in str(error.value)
+    assert snapshot(out_dir) == before
+    # The same settings, or only another platform, thread count or checkpoint interval: skipped.
+    same = replace(TINY, threads=2, checkpoint_interval_ps=3.0, platform="Reference")
+    record = simulate_peptides([NAME], out_dir, same, base_seed=SEED, show_progress=False)[0]
+    assert record.num_frames == 3 and snapshot(out_dir) == before
 
 
 def test_finished_output_of_earlier_versions_verifies(finished_dir):

@@ -18,13 +18,15 @@ died, so the lock of a killed run is taken over without any stale-lock guessing;
 the peptide "busy" (one line, nothing touched). Workers of ``n_jobs > 1`` die with the parent
 (``mdgen.data.workers``). A finished peptide is checked before it is skipped (``verify_finished``:
 frame counts against info.json, evenly increasing time, atoms against the PDB); a corrupt one is
-reported, never deleted.
+reported, never deleted, and one made with other settings (length, temperature, seed, ...) is refused
+rather than passed off as the requested run.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -68,6 +70,10 @@ class PeptideBusyError(UserError):
 
 class CorruptOutputError(UserError):
     """A peptide marked finished (info.json) whose files disagree with it; it is reported, not deleted."""
+
+
+class StaleOutputError(UserError):
+    """A finished peptide simulated with other settings than requested: kept, never passed off as new."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +297,66 @@ def verify_finished(out_dir: str | Path, name: str) -> PeptideSimulationRecord:
         if problem:
             raise corrupt(f"{file_name} {problem}")
     return record
+
+
+def protocol_differences(record: PeptideSimulationRecord, protocol: SimulationProtocol, seed: int) -> str:
+    """What a finished peptide's info.json says about how it was made, where this request differs
+    ("" when it matches); the platform, threads and checkpoint interval do not count."""
+    recorded = {
+        "protocol": record.solvent_preset,
+        "temperature_K": record.temperature_K,
+        "friction_per_ps": record.friction_per_ps,
+        "timestep_fs": record.timestep_fs,
+        "constraints": record.constraints,
+        "hydrogen_mass_amu": record.hydrogen_mass_amu,
+        "minimization_max_iterations": record.minimization_max_iterations,
+        "equilibration_ps": record.equilibration_ps,
+        "length_ns": record.production_ns,
+        "save_interval_ps": record.coarse_interval_ps,
+        "fine_length_ps": record.fine_length_ps,
+        "seed": record.seed,
+    }
+    requested = {
+        "protocol": protocol.solvent,
+        "temperature_K": protocol.temperature_K,
+        "friction_per_ps": protocol.friction_per_ps,
+        "timestep_fs": protocol.timestep_fs,
+        "constraints": protocol.constraints,
+        "hydrogen_mass_amu": protocol.hydrogen_mass_amu,
+        "minimization_max_iterations": protocol.minimization_max_iterations,
+        "equilibration_ps": protocol.equilibration_ps,
+        "length_ns": protocol.production_ns,
+        "save_interval_ps": protocol.save_interval_ps,
+        "fine_length_ps": protocol.fine_length_ps,
+        "seed": seed,
+    }
+    if protocol.fine_length_ps > 0:
+        recorded["fine_interval_fs"], requested["fine_interval_fs"] = (
+            record.fine_interval_fs,
+            protocol.fine_interval_fs,
+        )
+
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):  # YAML may give 2 for 2.0; seeds stay exact
+            return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
+        return a == b
+
+    return ", ".join(
+        f"{key}={recorded[key]!r} (requested {requested[key]!r})"
+        for key in recorded
+        if not same(recorded[key], requested[key])
+    )
+
+
+def _check_same_protocol(
+    out_dir: Path, name: str, record: PeptideSimulationRecord, protocol: SimulationProtocol, seed: int
+) -> None:
+    differences = protocol_differences(record, protocol, seed)
+    if differences:
+        raise StaleOutputError(
+            f"{Path(out_dir) / name} is finished but was simulated with {differences}; it is kept as it is: "
+            "move it away or choose another out_dir to simulate it with these settings"
+        )
 
 
 def _trajectory_problem(
@@ -598,14 +664,15 @@ def simulate_peptide(
     name = check_sequence(sequence)
     out_dir = Path(out_dir)
     final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
-    if is_finished(out_dir, name):
-        return verify_finished(out_dir, name)
-    _refuse_foreign_directory(final_dir)
-    with peptide_lock(work_dir):
-        if is_finished(out_dir, name):  # finished by another process while this one took the lock
-            _remove_empty_work_dir(work_dir)
-            return verify_finished(out_dir, name)
-        return _simulate_locked(name, out_dir, protocol, seed, progress)
+    if not is_finished(out_dir, name):
+        _refuse_foreign_directory(final_dir)
+        with peptide_lock(work_dir):
+            if not is_finished(out_dir, name):
+                return _simulate_locked(name, out_dir, protocol, seed, progress)
+            _remove_empty_work_dir(work_dir)  # another process finished it while this one took the lock
+    record = verify_finished(out_dir, name)
+    _check_same_protocol(out_dir, name, record, protocol, seed)
+    return record
 
 
 def _refuse_foreign_directory(final_dir: Path) -> None:
@@ -905,7 +972,7 @@ def simulate_peptides(
         raise SimulationSetupError(
             f"out_dir {out_dir}: cannot create it ({error.strerror or error})"
         ) from error
-    todo = _check_before_start(out_dir, names)
+    todo = _check_before_start(out_dir, names, protocol, base_seed)
     bar = tqdm(
         total=round(len(todo) * protocol.last_frame_ps / 1000.0, 6),
         unit="ns",
@@ -926,15 +993,21 @@ def simulate_peptides(
     return [verify_finished(out_dir, name) for name in names]
 
 
-def _check_before_start(out_dir: Path, names: list[str]) -> list[str]:
-    """The names still to simulate, once every finished one is verified and every other one is free."""
-    corrupt, busy, foreign, todo = [], [], [], []
+def _check_before_start(
+    out_dir: Path, names: list[str], protocol: SimulationProtocol, base_seed: int
+) -> list[str]:
+    """The names still to simulate, once every finished one is verified (files and settings) and every
+    other one is free."""
+    corrupt, stale, busy, foreign, todo = [], [], [], [], []
     for name in names:
         if is_finished(out_dir, name):
             try:
-                verify_finished(out_dir, name)
+                record = verify_finished(out_dir, name)
+                _check_same_protocol(out_dir, name, record, protocol, peptide_seed(base_seed, name))
             except CorruptOutputError as error:
                 corrupt.append(str(error))
+            except StaleOutputError as error:
+                stale.append(str(error))
         elif (out_dir / name).exists():
             foreign.append(str(out_dir / name))
         elif lock_is_held(out_dir / f"{name}{WORK_SUFFIX}"):
@@ -943,6 +1016,8 @@ def _check_before_start(out_dir: Path, names: list[str]) -> list[str]:
             todo.append(name)
     if corrupt:
         raise CorruptOutputError("; ".join(corrupt))
+    if stale:
+        raise StaleOutputError("; ".join(stale))
     if foreign:
         raise SimulationSetupError(
             f"{', '.join(foreign)} exist(s) but hold no {INFO_FILE}: not written by simulate; move them away"
