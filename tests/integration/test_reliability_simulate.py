@@ -297,3 +297,29 @@ def test_killing_the_parent_of_parallel_workers_leaves_no_orphans_and_the_rerun_
             _, time_ps, _, _ = handle.read()
         np.testing.assert_allclose(time_ps, np.arange(100.0), atol=1e-3)
     assert sorted(os.listdir(tmp_path / "md")) == sorted(names)
+
+
+def test_a_run_killed_while_installing_the_finished_peptide_resumes_without_simulating_again(
+    tmp_path, monkeypatch
+):
+    import mdgen.data.simulate as simulate_module
+
+    real_replace = os.replace
+
+    def killed_at_the_rename(source, destination):
+        if Path(destination) == tmp_path / NAME:
+            raise SimulationInterrupted("killed before the rename")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(simulate_module.os, "replace", killed_at_the_rename)
+    with pytest.raises(SimulationInterrupted):
+        simulate_peptide(NAME, tmp_path, TINY, SEED)
+    monkeypatch.setattr(simulate_module.os, "replace", real_replace)
+    assert (tmp_path / f"{NAME}.tmp" / "resume.npz").is_file()
+
+    def must_not_step(ps):
+        raise AssertionError(f"simulated {ps} ps again")
+
+    record = simulate_peptide(NAME, tmp_path, TINY, SEED, progress=must_not_step)
+    assert record.resumed_times == 1 and record.num_frames == 3
+    assert sorted(p.name for p in (tmp_path / NAME).iterdir()) == ["GA.pdb", "GA.xtc", "info.json"]

@@ -928,11 +928,12 @@ def _checkpoint(
 
 
 def _finish(work_dir: Path, final_dir: Path, record: PeptideSimulationRecord) -> None:
-    for scratch in (RESUME_FILE, SYSTEM_FILE, START_FILE):
-        (work_dir / scratch).unlink(missing_ok=True)
+    """Install the finished peptide. The scratch files go only after the rename: a run killed before it
+    still resumes from NAME.tmp/resume.npz (at its last step: nothing is simulated again)."""
     record.write(work_dir / INFO_FILE)
     os.replace(work_dir, final_dir)
-    (final_dir / LOCK_FILE).unlink(missing_ok=True)  # still held (open) until the caller releases it
+    for scratch in (RESUME_FILE, SYSTEM_FILE, START_FILE, LOCK_FILE):  # the lock stays held until closed
+        (final_dir / scratch).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------
