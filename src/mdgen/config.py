@@ -319,7 +319,10 @@ def load_module(
     module = build_module(OmegaConf.create(built), run_config=run_config)
     state = dict(checkpoint["state_dict"])
     ema = ema_weights_from_checkpoint(checkpoint) if use_ema else None
-    if use_ema and ema is None:
+    exported_weights = checkpoint[CHECKPOINT_KEY].get("exported_from", {}).get("weights")
+    if use_ema and ema is None and exported_weights == "ema":
+        log.info("%s: exported checkpoint; its weights are the run's EMA weights", ckpt_path)
+    elif use_ema and ema is None:
         log.info("%s: no EMA weights in the checkpoint; loading the training weights", ckpt_path)
     state.update(ema or {})
     module.load_state_dict(state, strict=True)
