@@ -17,17 +17,26 @@ PARENT = textwrap.dedent(
     from concurrent.futures import ProcessPoolExecutor
     from mdgen.data.workers import die_with_parent
 
-    def worker_pid(_):
-        return os.getpid()
+    def busy(_):  # a worker in the middle of a long task (an idle Pool worker exits on EOF anyway)
+        print("busy", os.getpid(), flush=True)
+        time.sleep(600)
 
     def no_op():
         pass
 
     if __name__ == "__main__":
-        method, protect = sys.argv[1], sys.argv[2] == "1"
-        context = multiprocessing.get_context(method)
-        pool = ProcessPoolExecutor(2, mp_context=context, initializer=die_with_parent if protect else no_op)
-        print(pool.submit(worker_pid, 0).result(), flush=True)
+        kind, protect = sys.argv[1], sys.argv[2] == "1"
+        context = multiprocessing.get_context("spawn")
+        initializer = die_with_parent if protect else no_op
+        if kind == "executor":  # as mdgen.simulate
+            pool = ProcessPoolExecutor(2, mp_context=context, initializer=initializer)
+            pool.submit(busy, 0)
+            workers = list(pool._processes)
+        else:  # multiprocessing.Pool, as mdgen.prepare
+            pool = context.Pool(2, initializer=initializer)
+            pool.apply_async(busy, (0,))
+            workers = [process.pid for process in pool._pool]
+        print("workers", *workers, flush=True)
         time.sleep(600)
     """
 )
@@ -42,23 +51,28 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks /proc")
+@pytest.mark.parametrize("kind", ["executor", "pool"])
 @pytest.mark.parametrize("protect", [True, False])
-def test_pool_workers_die_when_the_parent_is_killed(tmp_path, protect, method="spawn"):
+def test_pool_workers_die_when_the_parent_is_killed(tmp_path, protect, kind):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     parent = subprocess.Popen(
-        [sys.executable, str(script), method, "1" if protect else "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script), kind, "1" if protect else "0"], stdout=subprocess.PIPE, text=True
     )
-    worker = int(parent.stdout.readline())
-    assert _alive(worker)
+    lines = dict(parent.stdout.readline().split(maxsplit=1) for _ in range(2))
+    busy, workers = int(lines["busy"]), [int(pid) for pid in lines["workers"].split()]
+    assert busy in workers and _alive(busy)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + (10.0 if protect else 2.0)
-    while _alive(worker) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
-        # The control (no die_with_parent) shows the check can fail: that orphan lives on.
-        assert _alive(worker) is not protect
+        # The control (no die_with_parent) shows the check can fail: the busy orphan lives on.
+        assert _alive(busy) is not protect
+        if protect:
+            assert not any(_alive(pid) for pid in workers)
     finally:
-        if _alive(worker):
-            os.kill(worker, signal.SIGKILL)
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
