@@ -222,9 +222,13 @@ class MDGenDataModule(pl.LightningDataModule):
 
     def _check_cache(self, rows_by_stage: dict[str, list[SplitRow]]) -> None:
         if any(rows_by_stage.values()) and not self.cache_dir.is_dir():
+            hint = (
+                "prepare_data() prepares it from sim_dir"
+                if self.sim_dirs
+                else f"prepare it with `python -m mdgen.prepare sim_dir=... out_dir={self.cache_dir}` or set data.sim_dir"
+            )
             raise DataSetupError(
-                f"cache_dir {self.cache_dir} does not exist; prepare it with `python -m mdgen.prepare "
-                f"sim_dir=... out_dir={self.cache_dir}` or set data.sim_dir"
+                f"the split entries are not in the cache: cache_dir {self.cache_dir} does not exist; {hint}"
             )
         cached = list_cached_entries(self.cache_dir)
         missing, mismatched = [], []
