@@ -21,14 +21,18 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 from mdgen.callbacks import ema_weights_from_checkpoint
 from mdgen.errors import UserError
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, MDGenModule
+from mdgen.options import OptionError
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,64 @@ def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) 
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, has_logger=bool(loggers)) + list(extra_callbacks)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def check_override_types(cfg: DictConfig) -> None:
+    """Every `key=value` of the command line has the type of the value it replaces, or `OptionError`.
+
+    Hydra parses `seed=abc` as the string "abc" and hands it over; without this, the first use deep inside
+    fails with a message about something else. The defaults are composed again with the same config-group
+    choices (`experiment=...`, `model=...`), so a value set by an experiment is the reference. An int stays
+    an int, a float takes an int, a bool only true/false, a list a list; a default of null or a string
+    takes anything, and null replaces anything (the option's own check judges it). Outside `@hydra.main`
+    (tests composing configs) there is nothing to compare with.
+    """
+    if not HydraConfig.initialized() or not GlobalHydra.instance().is_initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    given_lines = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # `${..}` stays text
+    overrides = OverridesParser.create().parse_overrides(given_lines)
+    groups = set(hydra_cfg.runtime.choices)
+    is_group = lambda o: o.key_or_group in groups or "/" in o.key_or_group or o.package is not None  # noqa: E731
+    values = [o for o in overrides if not is_group(o) and o.type.name == "CHANGE"]
+    values = [o for o in values if not o.key_or_group.startswith("hydra.") and not o.is_sweep_override()]
+    if not values:
+        return
+    defaults = compose(
+        config_name=hydra_cfg.job.config_name,
+        overrides=[o.input_line for o in overrides if is_group(o) and o.type.name == "CHANGE"],
+    )
+    for override in values:
+        key = override.key_or_group
+        if key in _OPTIONS_OF_SEVERAL_TYPES:
+            continue
+        default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
+        try:
+            given = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        except OmegaConfBaseException as error:  # `out_dir=${nope}`: an interpolation that does not resolve
+            raise OptionError(f"{key}: {' '.join(str(error).split())}") from error
+        expected = None if given is None else _expected_like(default, given)  # null: the option's own check
+        if expected is not None:
+            shown = repr(given) if isinstance(given, str) else given
+            raise OptionError(f"{key}={shown}: expected {expected} (the default is {default})")
+
+
+# Options whose default has one type but that take others too (Lightning: devices=1 | auto | [0,1]).
+_OPTIONS_OF_SEVERAL_TYPES = frozenset({"trainer.devices", "trainer.deterministic"})
+
+
+def _expected_like(default: Any, given: Any) -> str | None:
+    """What `given` should have been to replace `default`, or None when it fits."""
+    number = lambda v: isinstance(v, int | float) and not isinstance(v, bool)  # noqa: E731
+    if isinstance(default, bool):
+        return None if isinstance(given, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(given, int) and not isinstance(given, bool) else "an integer"
+    if isinstance(default, float):
+        return None if number(given) else "a number"
+    if isinstance(default, Sequence) and not isinstance(default, str):
+        return None if isinstance(given, Sequence) and not isinstance(given, str) else "a list [..]"
+    return None  # null, strings, sections: anything may replace them
 
 
 def pin_ddp_relaunch_to_job_dir() -> None:

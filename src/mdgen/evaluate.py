@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mdgen.config import check_override_types
 from mdgen.errors import user_errors
 from mdgen.evaluation.forward import ForwardSettings
 from mdgen.evaluation.loading import EvaluationInputError
@@ -95,6 +96,7 @@ def _job_out_dir(out_dir: Path) -> Path:
 @hydra.main(version_base="1.3", config_path=None, config_name="evaluate")
 @user_errors("mdgen.evaluate")
 def main(cfg: DictConfig) -> int:
+    check_override_types(cfg)
     summary = run_evaluation(build_config(cfg))
     print(f"metrics: {summary.metrics_path}\nreport: {summary.report_path}")
     for name, message in summary.failures.items():

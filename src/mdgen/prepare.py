@@ -12,9 +12,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from mdgen.config import check_override_types
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import read_split, split_names
 from mdgen.errors import user_errors
+from mdgen.options import checked_value
 
 
 def _requested_names(cfg: DictConfig) -> list[str] | None:
@@ -30,6 +32,9 @@ def _requested_names(cfg: DictConfig) -> list[str] | None:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
 @user_errors("mdgen.prepare")
 def main(cfg: DictConfig) -> int:
+    check_override_types(cfg)  # `num_workers=abc`: one line naming the option
+    for option in ("interval_ps", "timestep_ps"):  # null by default: no default type to compare with
+        checked_value(option, cfg[option], float | None)
     summary = prepare_simulations(
         cfg.sim_dir,
         cfg.out_dir,

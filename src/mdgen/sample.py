@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgen.config import config_dir, load_module
+from mdgen.config import check_override_types, config_dir, load_module
 from mdgen.errors import user_errors
 from mdgen.options import checked_fields
 from mdgen.sampling.engine import resolve_device
@@ -35,6 +35,7 @@ from mdgen.sampling.solver import SolverOptions
 def sample(cfg: DictConfig) -> RunReport:
     """Run the configured sampling (composed `conf/sample.yaml`), print and return its report."""
     started = time.perf_counter()
+    check_override_types(cfg)
     try:
         missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
         if missing:

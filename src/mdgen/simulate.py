@@ -8,13 +8,17 @@ line on stderr and exit status 2.
 import hydra
 from omegaconf import DictConfig
 
+from mdgen.config import check_override_types
 from mdgen.data.simulate import SimulationProtocol, simulate_peptides
 from mdgen.errors import user_errors
+from mdgen.options import checked_value
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="simulate")
 @user_errors("mdgen.simulate")
 def main(cfg: DictConfig) -> float:
+    check_override_types(cfg)  # `length_ns=abc`: one line naming the option
+    checked_value("hydrogen_mass_amu", cfg.hydrogen_mass_amu, float | None)  # null by default
     protocol = SimulationProtocol(
         solvent=cfg.protocol,
         production_ns=cfg.length_ns,

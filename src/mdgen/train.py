@@ -26,6 +26,7 @@ from mdgen.config import (
     build_module,
     build_trainer,
     check_checkpoint,
+    check_override_types,
     config_dir,
     pin_ddp_relaunch_to_job_dir,
     read_checkpoint,
@@ -76,6 +77,7 @@ def train(cfg: DictConfig) -> float | None:
         # TF32 on GPUs, as the original. On CPUs, oneDNN would take 'medium' as leave to run float32
         # matmuls in bfloat16, which costs the geometry ~1e-1 precision (quaternions, offsets).
         torch.set_float32_matmul_precision(cfg.matmul_precision)
+    check_override_types(cfg)  # `trainer.max_steps=abc`: one line naming the option
     seed = checked_value("seed", cfg.seed, int)  # `seed=abc`: one line naming the option
     pl.seed_everything(seed, workers=True, verbose=False)  # stderr stays for errors
     log.info("seed %s", cfg.seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -82,11 +83,12 @@ def one_error_line(stderr: str, command: str) -> str:
         (("precision=16",), "precision='16' is not one of"),
         (("sampler.method=rk4",), "sampler method 'rk4' is not one of"),
         (("sampler.num_steps=abc",), "sampler.num_steps='abc': expected an integer"),
-        (("overwrite=maybe",), "overwrite=maybe: expected true or false"),
+        (("overwrite=maybe",), "overwrite='maybe': expected true or false"),
         (("name=../../x",), "name='../../x' must be a plain file name"),
         (("name=.hidden",), "name='.hidden' must be a plain file name"),
         (("input_pdb=/nonexistent/X.pdb",), "input_pdb=/nonexistent/X.pdb: file not found"),
         (("sequences=[MKXE]",), "non-standard"),
+        (("sequences=[]",), "sequences=[] lists no sequence"),
         (("design_residues=[a]",), "design_residues='a': expected an integer"),
         ((f"input_pdb={GWEK_PDB}", "input_frame=999"), "input_frame=999 is out of range"),
         (("transition=lowest_flux",), "transition is for interp"),
@@ -114,6 +116,20 @@ def test_sample_refuses_an_out_dir_that_is_a_file(checkpoint, tmp_path, capsys):
     )
     assert code == 2 and f"out_dir={out_file} is a file, not a directory" in one_error_line(stderr, "sample")
     assert out_file.read_text() == "keep me"
+
+
+def test_sample_refuses_an_out_dir_below_a_file_and_a_damaged_record(checkpoint, tmp_path, capsys):
+    (tmp_path / "results").write_text("keep me")
+    below_a_file = tmp_path / "results" / "run1"
+    argv = (f"ckpt_path={checkpoint}", f"input_pdb={GWEK_PDB}", *FAST_SOLVER)
+    code, _, stderr = run_cli(capsys, "sample", *argv, f"out_dir={below_a_file}")
+    assert code == 2 and "cannot be created (Not a directory)" in one_error_line(stderr, "sample")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "sampling_request.json").write_text("{not json")
+    code, _, stderr = run_cli(capsys, "sample", *argv, f"out_dir={damaged}")
+    assert code == 2 and "sampling_request.json: cannot be read" in one_error_line(stderr, "sample")
+    assert (damaged / "sampling_request.json").read_text() == "{not json"
 
 
 def test_sample_refuses_an_out_dir_with_other_files_and_writes_nothing_there(checkpoint, tmp_path, capsys):
@@ -285,3 +301,42 @@ def test_train_seed_of_the_wrong_type_names_the_option(tmp_path, capsys):
     argv = ("experiment=demo_forward", "model=tiny", "logger=none", f"hydra.run.dir={run_dir}", "seed=abc")
     code, _, stderr = run_cli(capsys, "train", *argv)
     assert code == 2 and "seed='abc': expected an integer" in one_error_line(stderr, "train")
+
+
+def test_train_option_of_the_wrong_type_names_the_option(tmp_path, capsys):
+    """Checked against the type of the value it replaces (here the experiment's max_steps)."""
+    run_dir = tmp_path / "run"
+    base = ("experiment=demo_forward", "model=tiny", "logger=none", f"hydra.run.dir={run_dir}")
+    code, _, stderr = run_cli(capsys, "train", *base, "trainer.max_steps=abc")
+    assert (
+        code == 2
+        and "trainer.max_steps='abc': expected an integer (the default is 2000)"
+        in one_error_line(stderr, "train")
+    )
+    code, _, stderr = run_cli(capsys, "train", *base, "data.batch_size=2.5")
+    assert code == 2 and "data.batch_size=2.5: expected an integer" in one_error_line(stderr, "train")
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (("prepare", f"sim_dir={DEMO_MD}", "interval_ps=abc"), "interval_ps='abc': expected a number"),
+        (
+            ("simulate", "sequences=[MKWE]", "length_ns=abc"),
+            "length_ns='abc': expected a number (the default is 1.0)",
+        ),
+    ],
+)
+def test_prepare_and_simulate_options_of_the_wrong_type_name_the_option(tmp_path, command, message):
+    """The real `python -m` commands (their Hydra config path is relative to the module file)."""
+    name, *options = command
+    out_dir = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", f"mdgen.{name}", *options, f"out_dir={out_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    assert run.returncode == 2 and message in one_error_line(run.stderr, name)
+    assert not out_dir.exists()
