@@ -1,22 +1,29 @@
 """Outputs appear atomically, count as finished only when complete, and concatenate with correct time."""
 
 import json
+from pathlib import Path
 
 import mdtraj
 import numpy as np
 import pytest
 
 from mdgen.constants import aatype_from_sequence
+from mdgen.io import read_trajectory
 from mdgen.sampling.writer import TrajectoryOutput, atomic_write_text, concatenate_outputs, write_json
 
 
-def ideal_frames(num_frames: int, sequence: str = "AGKW", seed: int = 0) -> np.ndarray:
-    """(T, L, 14, 3) Å of a straight ideal chain, jittered per frame (geometry does not matter here)."""
+FLRH = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories" / "FLRH"
+
+
+def ideal_frames(num_frames: int, sequence: str = "FLRH", seed: int = 0) -> np.ndarray:
+    """(T, L, 14, 3) Å: frame 0 of the FLRH fixture, jittered by 0.02 Å per frame (real bond geometry,
+    which reading the parts back checks; the values themselves do not matter here)."""
+    assert sequence == "FLRH"
+    trajectory = read_trajectory(FLRH.with_suffix(".pdb"), FLRH.with_suffix(".xtc"))
+    base = np.where(trajectory.atom14_mask[..., None], trajectory.atom14[0], 0.0).astype(np.float32)
     rng = np.random.default_rng(seed)
-    base = np.zeros((len(sequence), 14, 3), np.float32)
-    base[:, :, 0] = np.arange(len(sequence))[:, None] * 3.8
-    base += np.arange(14)[None, :, None] * 0.3
-    return np.stack([base + rng.normal(0, 0.1, base.shape).astype(np.float32) for _ in range(num_frames)])
+    jitter = rng.normal(0, 0.02, (num_frames, *base.shape)).astype(np.float32)
+    return base + jitter * trajectory.atom14_mask[..., None]
 
 
 def test_atomic_write_leaves_only_the_final_file(tmp_path):
@@ -30,16 +37,16 @@ def test_atomic_write_leaves_only_the_final_file(tmp_path):
 def test_output_is_finished_only_when_its_last_file_exists(tmp_path):
     output = TrajectoryOutput(tmp_path / "X_0", has_record=True)
     assert not output.is_finished()
-    output.write(ideal_frames(3), aatype_from_sequence("AGKW"), 10.0, record={"index": 0})
+    output.write(ideal_frames(3), aatype_from_sequence("FLRH"), 10.0, record={"index": 0})
     assert output.is_finished() and output.read_record() == {"index": 0}
     output.record.unlink()  # interrupted before the record: not finished
     assert not output.is_finished()
     with pytest.raises(ValueError, match="record is required"):
-        output.write(ideal_frames(3), aatype_from_sequence("AGKW"), 10.0)
+        output.write(ideal_frames(3), aatype_from_sequence("FLRH"), 10.0)
 
 
 def test_concatenated_parts_continue_in_time_and_are_removed(tmp_path):
-    aatype = aatype_from_sequence("AGKW")
+    aatype = aatype_from_sequence("FLRH")
     parts = [TrajectoryOutput(tmp_path / "parts" / f"P_{i}") for i in range(3)]
     for i, part in enumerate(parts):
         part.write(ideal_frames(4, seed=i), aatype, 10.0)
