@@ -115,7 +115,9 @@ def write_outputs(results: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for ax, metric in zip(axes, METRICS[:3]):
         for method, marker in (("dopri5", "o"), ("heun", "s"), ("euler", "^")):
-            points = sorted((r["nfe_per_window"], r["generated"][metric]) for r in results if r["method"] == method)
+            points = sorted(
+                (r["nfe_per_window"], r["generated"][metric]) for r in results if r["method"] == method
+            )
             if points:
                 ax.plot(*zip(*points), marker=marker, label=method)
         for row, values in results[0]["md_rows"].items():
@@ -131,7 +133,9 @@ def write_outputs(results: list[dict], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--split", required=True)
     parser.add_argument("--cache", required=True, help="prepared cache holding the split's start frames")

@@ -107,6 +107,12 @@ def hardware_record(device: torch.device) -> dict:
     }
 
 
+def default_sampler_name() -> str:
+    """The sampler `python -m mdgen.sample` uses unless told otherwise (conf/sample.yaml's defaults list)."""
+    defaults = yaml.safe_load((config_dir() / "sample.yaml").read_text())["defaults"]
+    return next(entry["sampler"] for entry in defaults if isinstance(entry, dict) and "sampler" in entry)
+
+
 def load_solver(name: str, num_steps: int | None) -> SolverOptions:
     """ODE solver options from conf/sampler/NAME.yaml (what `sampler=NAME` selects in mdgen.sample)."""
     values = yaml.safe_load((config_dir() / "sampler" / f"{name}.yaml").read_text())
@@ -291,7 +297,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[1, 8], help="rollouts sampled together")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--precision", default="32", help="32 | bf16")
-    parser.add_argument("--sampler", default="dopri5", help="conf/sampler/NAME.yaml")
+    parser.add_argument(
+        "--sampler", default=default_sampler_name(), help="conf/sampler/NAME.yaml (default: mdgen.sample's)"
+    )
     parser.add_argument("--sampler-steps", type=int, default=None, help="override the sampler's num_steps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=1, help="MD seed (OpenMM reads 0 as random)")

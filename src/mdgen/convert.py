@@ -28,9 +28,9 @@ from mdgen.checkpoints import (
     recipe_from_args,
     write_checkpoint_atomically,
 )
-from mdgen.checkpoints.original_file import file_sha256
 from mdgen.config import build_module, compose_config, config_dir, load_module, to_plain_dict
 from mdgen.errors import UserError, user_errors
+from mdgen.files import sha256_of
 from mdgen.module import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _existing_conversion(out_ckpt: Path, in_ckpt: Path, overwrite: bool) -> Conv
     if not out_ckpt.exists() or overwrite:
         return None
     record = _conversion_record(out_ckpt)
-    if record is not None and in_ckpt.is_file() and record.get("sha256") == file_sha256(in_ckpt):
+    if record is not None and in_ckpt.is_file() and record.get("sha256") == sha256_of(in_ckpt):
         return ConversionResult(
             out_ckpt, str(record.get("recipe")), str(record.get("experiment")), False, 0, skipped=True
         )

@@ -17,13 +17,15 @@ from omegaconf import DictConfig
 
 from mdgen.callbacks import ema_weights_from_checkpoint
 from mdgen.checkpoints import write_checkpoint_atomically
-from mdgen.checkpoints.original_file import file_sha256
 from mdgen.config import config_dir, load_module, read_checkpoint
 from mdgen.errors import UserError, user_errors
+from mdgen.files import sha256_of
 from mdgen.module import CHECKPOINT_KEY
 
 
-def export_checkpoint(in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool = True, overwrite: bool = False) -> Path:
+def export_checkpoint(
+    in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool = True, overwrite: bool = False
+) -> Path:
     """Write the inference checkpoint of `in_ckpt` to `out_ckpt`; returns `out_ckpt`."""
     in_ckpt, out_ckpt = Path(in_ckpt), Path(out_ckpt)
     if out_ckpt.exists() and not overwrite:
@@ -33,7 +35,9 @@ def export_checkpoint(in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool =
     checkpoint = read_checkpoint(in_ckpt)
     ema = ema_weights_from_checkpoint(checkpoint) if use_ema else None
     if use_ema and ema is None:
-        raise UserError(f"{in_ckpt}: the run kept no EMA weights; pass use_ema=false to export its training weights")
+        raise UserError(
+            f"{in_ckpt}: the run kept no EMA weights; pass use_ema=false to export its training weights"
+        )
     state = dict(checkpoint["state_dict"])
     state.update(ema or {})
     entry = checkpoint[CHECKPOINT_KEY]
@@ -47,7 +51,7 @@ def export_checkpoint(in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool =
             **{key: entry[key] for key in ("format_version", "config", "task")},
             "exported_from": {
                 "file": str(in_ckpt),
-                "sha256": file_sha256(in_ckpt),
+                "sha256": sha256_of(in_ckpt),
                 "global_step": int(checkpoint.get("global_step", 0)),
                 "weights": "ema" if ema is not None else "training",
             },
@@ -64,8 +68,12 @@ def export_checkpoint(in_ckpt: str | Path, out_ckpt: str | Path, use_ema: bool =
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
 @user_errors("mdgen.export")
 def main(cfg: DictConfig) -> None:
-    out = export_checkpoint(cfg.in_ckpt, cfg.out_ckpt, use_ema=bool(cfg.use_ema), overwrite=bool(cfg.overwrite))
-    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB ({'EMA' if cfg.use_ema else 'training'} weights and config)")
+    out = export_checkpoint(
+        cfg.in_ckpt, cfg.out_ckpt, use_ema=bool(cfg.use_ema), overwrite=bool(cfg.overwrite)
+    )
+    print(
+        f"{out}: {out.stat().st_size / 2**20:.1f} MiB ({'EMA' if cfg.use_ema else 'training'} weights and config)"
+    )
 
 
 if __name__ == "__main__":

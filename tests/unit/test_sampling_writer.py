@@ -11,7 +11,6 @@ from mdgen.constants import aatype_from_sequence
 from mdgen.io import read_trajectory
 from mdgen.sampling.writer import TrajectoryOutput, atomic_write_text, concatenate_outputs, write_json
 
-
 FLRH = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories" / "FLRH"
 
 

@@ -8,7 +8,6 @@ that class allow-listed: nothing in the file can run code while it is read.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -20,10 +19,10 @@ import torch
 from torch import Tensor
 
 from mdgen.errors import UserError
+from mdgen.files import sha256_of
 
 ALLOWED_GLOBALS = (argparse.Namespace,)  # the only class the original's checkpoints pickle
 STATE_PREFIX = "model."  # every key of the original's state_dict: the wrapper's `model` attribute
-_HASH_CHUNK = 1 << 20
 
 
 class OriginalCheckpointError(UserError):
@@ -73,7 +72,7 @@ def read_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         )
     return OriginalCheckpoint(
         path=path,
-        sha256=file_sha256(path),
+        sha256=sha256_of(path),
         size_bytes=path.stat().st_size,
         args=_plain_args(vars(args), where),
         state_dict=_strip_prefix(raw["state_dict"], where),
@@ -83,14 +82,6 @@ def read_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         global_step=_int_or_none(raw.get("global_step")),
         lightning_version=str(raw.get("pytorch-lightning_version") or "") or None,
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_load(path: Path) -> Any:

@@ -16,16 +16,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from mdgen.files import sha256_of  # noqa: F401  (re-exported: the downloads check files by it)
+
 MANIFEST_NAME = ".mdgen_download.json"
 _CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def git_blob_id(path: Path) -> str:

@@ -24,7 +24,6 @@ written before a field existed counts as having the field's default.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mdgen.files import sha256_of
 from mdgen.sampling.inputs import SamplingInputError
 from mdgen.sampling.request import SamplingRequest
 from mdgen.sampling.writer import recording_writes, write_json
@@ -43,7 +43,6 @@ RECORD_FORMAT_VERSION = 1
 INPUT_OPTIONS = ("ckpt_path", "input_pdb", "input_xtc", "split", "cache_dir")
 _NOT_COMPARED = ("out_dir", "ckpt_path")  # where the outputs go; the checkpoint is compared by content
 _LISTED = 5  # foreign files named in a refusal
-_HASH_BLOCK = 1 << 22
 
 _sha256_memo: dict[tuple[str, int, int], str] = {}
 
@@ -59,11 +58,7 @@ def file_sha256(path: Path, known: Mapping[str, Any] | None = None) -> dict[str,
     if known and (known.get("path"), known.get("size"), known.get("mtime_ns")) == key:
         _sha256_memo.setdefault(key, str(known["sha256"]))
     if key not in _sha256_memo:
-        digest = hashlib.sha256()
-        with open(resolved, "rb") as stream:
-            while block := stream.read(_HASH_BLOCK):
-                digest.update(block)
-        _sha256_memo[key] = digest.hexdigest()
+        _sha256_memo[key] = sha256_of(resolved)
     return {"path": key[0], "size": key[1], "mtime_ns": key[2], "sha256": _sha256_memo[key]}
 
 
