@@ -18,6 +18,7 @@ import mdtraj
 import pytest
 import torch
 
+from markers import slow_beyond_first
 from mdgen.config import build_module, compose_config, to_plain_dict
 from mdgen.evaluation.design import read_design_spec
 from mdgen.evaluation.loading import EvaluationInputError
@@ -319,13 +320,15 @@ def test_train_option_of_the_wrong_type_names_the_option(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "command, message",
-    [
-        (("prepare", f"sim_dir={DEMO_MD}", "interval_ps=abc"), "interval_ps='abc': expected a number"),
-        (
-            ("simulate", "sequences=[MKWE]", "length_ns=abc"),
-            "length_ns='abc': expected a number (the default is 1.0)",
-        ),
-    ],
+    slow_beyond_first(
+        [
+            (("prepare", f"sim_dir={DEMO_MD}", "interval_ps=abc"), "interval_ps='abc': expected a number"),
+            (
+                ("simulate", "sequences=[MKWE]", "length_ns=abc"),
+                "length_ns='abc': expected a number (the default is 1.0)",
+            ),
+        ]
+    ),
 )
 def test_prepare_and_simulate_options_of_the_wrong_type_name_the_option(tmp_path, command, message):
     """The real `python -m` commands (their Hydra config path is relative to the module file)."""

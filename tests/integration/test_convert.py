@@ -186,6 +186,7 @@ def test_converted_checkpoint_starts_a_fine_tuning_run(converted, tmp_path):
         )
 
 
+@pytest.mark.slow  # two CLI runs (~18 s); the library-level refusals are in the fast suite
 def test_cli_converts_and_reports_a_truncated_file_in_one_line(fixture_dir, tmp_path):
     def run(*args):
         command = [sys.executable, "-m", "mdgen.convert", *args, f"hydra.run.dir={tmp_path / 'hydra'}"]

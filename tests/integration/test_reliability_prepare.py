@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from markers import slow_beyond_first
 from mdgen.data.cache import CACHE_MARKER_FILE, EntryWriter, is_cache_dir, list_cached_entries
 from mdgen.data.prepare import prepare_simulations
 
@@ -64,14 +65,16 @@ def assert_one_line_error(completed: subprocess.CompletedProcess, expected: str)
 
 @pytest.mark.parametrize(
     ("out_dir", "expected"),
-    [
-        ("sim", "is the simulation directory"),
-        ("sim/cache", "is inside the simulation directory"),
-        (".", "contains the simulation directory"),
-        ("user_dir", "is not empty and is not a cache written by mdgen.prepare (it holds notes.txt)"),
-        ("a_file", "exists and is not a directory"),
-        ("a_file/cache", "cannot create it"),
-    ],
+    slow_beyond_first(
+        [
+            ("sim", "is the simulation directory"),
+            ("sim/cache", "is inside the simulation directory"),
+            (".", "contains the simulation directory"),
+            ("user_dir", "is not empty and is not a cache written by mdgen.prepare (it holds notes.txt)"),
+            ("a_file", "exists and is not a directory"),
+            ("a_file/cache", "cannot create it"),
+        ]
+    ),
 )
 def test_out_dir_that_is_not_a_cache_is_refused_and_nothing_is_touched(sim_dir, out_dir, expected):
     root = sim_dir.parent
@@ -86,6 +89,7 @@ def test_out_dir_that_is_not_a_cache_is_refused_and_nothing_is_touched(sim_dir, 
     assert not (sim_dir / "cache").exists()
 
 
+@pytest.mark.slow  # kills a real prepare run (~18 s)
 def test_killed_prepare_leaves_temporaries_that_the_next_run_removes(sim_dir, tmp_path):
     cache = tmp_path / "cache"
     assert prepare_cli("sim_dir=sim", "out_dir=cache", cwd=tmp_path).returncode == 0

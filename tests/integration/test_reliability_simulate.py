@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from mdtraj.formats import XTCTrajectoryFile
 
+from markers import slow_beyond_first
 from mdgen.data.simulate import (
     LOCK_FILE,
     CorruptOutputError,
@@ -173,14 +174,19 @@ def test_cli_reports_a_corrupt_finished_peptide_in_one_line(out_dir, tmp_path):
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [
-        (["sequences=[]"], "sequences is empty"),
-        (["sequences=[GA,GA]"], "duplicate sequences"),
-        (["sequences=[GZ]"], "non-standard residue letter(s) ['Z']"),
-        (["sequences=[GA]", "platform=NoSuchPlatform"], "OpenMM platform 'NoSuchPlatform' is not available"),
-        (["sequences=[GA]", "out_dir=a_file"], "out_dir a_file exists and is not a directory"),
-        (["sequences=[GA]", "length_ns=0.0015"], "production_ns: 1.5 ps is not a positive whole number"),
-    ],
+    slow_beyond_first(
+        [
+            (["sequences=[]"], "sequences is empty"),
+            (["sequences=[GA,GA]"], "duplicate sequences"),
+            (["sequences=[GZ]"], "non-standard residue letter(s) ['Z']"),
+            (
+                ["sequences=[GA]", "platform=NoSuchPlatform"],
+                "OpenMM platform 'NoSuchPlatform' is not available",
+            ),
+            (["sequences=[GA]", "out_dir=a_file"], "out_dir a_file exists and is not a directory"),
+            (["sequences=[GA]", "length_ns=0.0015"], "production_ns: 1.5 ps is not a positive whole number"),
+        ]
+    ),
 )
 def test_cli_bad_requests_are_one_line(tmp_path, overrides, expected):
     (tmp_path / "a_file").write_text("mine")
