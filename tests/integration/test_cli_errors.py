@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import mdtraj
@@ -19,12 +18,11 @@ import pytest
 import torch
 
 from markers import slow_beyond_first
-from mdgen.config import build_module, compose_config, to_plain_dict
 from mdgen.evaluation.design import read_design_spec
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.paths import read_path_manifest
-from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY
 from mdgen.sampling.request import SamplingRequest
+from tiny_checkpoint import untrained_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"
@@ -35,13 +33,7 @@ FAST_SOLVER = ("sampler=euler", "sampler.num_steps=3")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ckpt")
-    cfg = compose_config(
-        ["experiment=demo_forward", "model=tiny", "task.num_frames=4", f"hydra.run.dir={directory}"]
-    )
-    run_config = to_plain_dict(cfg)
-    module = build_module(cfg, run_config=run_config)
-    entry = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": run_config, "task": asdict(module.task)}
-    torch.save({"state_dict": module.state_dict(), CHECKPOINT_KEY: entry}, directory / "tiny.ckpt")
+    torch.save(untrained_checkpoint(directory, num_frames=4), directory / "tiny.ckpt")
     return directory / "tiny.ckpt"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,11 @@ from mdgen.config import (
     IncompatibleCheckpointError,
     UnsafeCheckpointError,
     allowed_targets,
-    build_module,
-    compose_config,
     config_dir,
     load_module,
-    to_plain_dict,
 )
-from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY
+from mdgen.module import CHECKPOINT_KEY
+from tiny_checkpoint import untrained_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GWEK = REPO_ROOT / "data" / "demo" / "md" / "GWEK"
@@ -46,21 +43,7 @@ class FileCreatingPayload:
 @pytest.fixture(scope="module")
 def plain_checkpoint(tmp_path_factory) -> dict:
     """The dict mdgen.train saves (config, task, weights) for an untrained tiny forward model."""
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_config(
-        ["experiment=demo_forward", "model=tiny", "task.num_frames=6", f"hydra.run.dir={run_dir}"]
-    )
-    run_config = to_plain_dict(cfg)
-    module = build_module(cfg, run_config=run_config)
-    return {
-        "state_dict": module.state_dict(),
-        "global_step": 0,
-        CHECKPOINT_KEY: {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "config": run_config,
-            "task": asdict(module.task),
-        },
-    }
+    return untrained_checkpoint(tmp_path_factory.mktemp("run"), num_frames=6)
 
 
 def save(checkpoint: dict, path: Path) -> Path:
