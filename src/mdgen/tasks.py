@@ -20,13 +20,12 @@ import torch
 from torch import Tensor
 
 from mdgen.constants import UNKNOWN_AATYPE
-from mdgen.interpolant.solvers import ADAPTIVE_METHODS, FIXED_GRID_METHODS
+from mdgen.interpolant.solvers import ODE_METHODS
 from mdgen.tokens import tokens_from_features, translation_slice
 
 NUM_AMINO_ACIDS = 20
 OFFSET_WIDTH = 7  # per key frame: unit quaternion (4) + translation in Å (3)
 TORSION_WIDTH = 14  # 7 torsions x (sin, cos)
-ODE_METHODS = tuple(sorted(ADAPTIVE_METHODS)) + tuple(sorted(FIXED_GRID_METHODS))
 
 
 def continuous_token_width(num_key_frames: int) -> int:

@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from mdgen.interpolant import solve_ode
+from mdgen.interpolant.solvers import adams_bashforth2
 
 
-@pytest.mark.parametrize("method", ["dopri5", "euler", "heun"])
+@pytest.mark.parametrize("method", ["dopri5", "euler", "heun", "ab2"])
 def test_linear_ode_reaches_the_exponential(method):
     rate = torch.tensor([-1.5, 0.3, 2.0], dtype=torch.float64)  # one rate per sample
     x0 = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25]], dtype=torch.float64)
     solution = solve_ode(
         lambda t, x: rate[:, None] * x, x0, method=method, num_steps=400, atol=1e-10, rtol=1e-10
     )
-    tolerance = {"dopri5": 1e-8, "heun": 1e-4, "euler": 2e-2}[method]
+    tolerance = {"dopri5": 1e-8, "heun": 1e-4, "ab2": 3e-4, "euler": 2e-2}[method]
     torch.testing.assert_close(solution.x1, x0 * rate.exp()[:, None], rtol=tolerance, atol=tolerance)
 
 
@@ -46,6 +47,7 @@ def test_euler_is_the_left_riemann_sum_on_the_grid():
 def test_function_evaluation_counts():
     x0 = torch.ones(2, 3)
     assert solve_ode(lambda t, x: -x, x0, method="heun", num_steps=11).nfe == 20
+    assert solve_ode(lambda t, x: -x, x0, method="ab2", num_steps=11).nfe == 10
     adaptive = solve_ode(lambda t, x: -x, x0, method="dopri5")
     assert 6 <= adaptive.nfe < 200
 
@@ -59,3 +61,40 @@ def test_integrates_between_custom_times():
 def test_unknown_method_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="dopri5"):
         solve_ode(lambda t, x: x, torch.zeros(1, 1), method="leapfrog")
+
+
+def _ab2_error(grid: torch.Tensor) -> float:
+    """|x(1) - exact| of Adams-Bashforth 2 for dx/dt = cos(3t) + x/2 from x(0) = 1 on `grid`."""
+
+    def velocity(t, x):
+        return torch.cos(3 * t) + x / 2
+
+    x1 = adams_bashforth2(velocity, torch.ones(1, dtype=torch.float64), grid)
+    # x(t) = e^{t/2} + (12 sin 3t - 2 cos 3t + 2 e^{t/2}) / 37 solves it with x(0) = 1.
+    exact = math.exp(0.5) + (12 * math.sin(3) - 2 * math.cos(3) + 2 * math.exp(0.5)) / 37
+    return abs(x1.item() - exact)
+
+
+@pytest.mark.parametrize("warp", [1.0, 1.6])  # uniform grid, and one dense near t = 1
+def test_ab2_is_second_order_on_uniform_and_non_uniform_grids(warp):
+    """Halving every step must cut the error ~4x; a wrong extrapolation weight (e.g. r instead of r / 2,
+    or ignoring the step ratio on a non-uniform grid) drops it to first order (~2x) or diverges."""
+    errors = []
+    for num_steps in (21, 41, 81):
+        u = torch.linspace(0, 1, num_steps, dtype=torch.float64)
+        errors.append(_ab2_error(1 - (1 - u) ** warp))
+    ratios = [errors[0] / errors[1], errors[1] / errors[2]]
+    assert all(3.5 < r < 4.6 for r in ratios), (errors, ratios)
+
+
+def test_ab2_first_step_is_euler_and_later_steps_extrapolate():
+    """Two steps of size 1/2 by hand: x1 = x0 + h f0; x2 = x1 + h (3/2 f1 - 1/2 f0)."""
+    calls = []
+
+    def velocity(t, x):
+        calls.append(float(t))
+        return x + t  # f(0, 1) = 1; f(1/2, 3/2) = 2
+
+    x = adams_bashforth2(velocity, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 0.5, 1.0]))
+    assert calls == [0.0, 0.5]
+    assert x.item() == pytest.approx(1.5 + 0.5 * (1.5 * 2.0 - 0.5 * 1.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SOLVER_METHODS = ("dopri5", "euler", "heun")
+from mdgen.interpolant.solvers import ODE_METHODS
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class SolverOptions:
     rtol: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.method not in SOLVER_METHODS:
-            raise ValueError(f"sampler method {self.method!r} is not one of {SOLVER_METHODS}")
+        if self.method not in ODE_METHODS:
+            raise ValueError(f"sampler method {self.method!r} is not one of {ODE_METHODS}")
         if self.num_steps < 2:
             raise ValueError(
                 f"sampler num_steps must be >= 2 (grid points in flow time), got {self.num_steps}"
