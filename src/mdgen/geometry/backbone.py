@@ -20,6 +20,7 @@ Everything is batched over leading dimensions (..., L); the only Python loop run
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -27,6 +28,7 @@ import torch
 from mdgen import constants as rc
 from mdgen.geometry.rigids import apply_rigid, frames_from_backbone
 from mdgen.geometry.sidechain import atom14_from_frames
+from mdgen.geometry.tables import residue_table
 from mdgen.geometry.torsions import dihedral_sin_cos
 
 C_N_BOND_A = 1.342
@@ -46,20 +48,21 @@ _OMEGA, _PHI, _PSI = 0, 1, 2
 
 def _ideal_residue(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(3, 3) Å: N, CA, C of one residue in its own frame (the same for every residue type)."""
-    literature = torch.as_tensor(rc.ATOM14_LITERATURE_POSITIONS[0, :3], dtype=torch.float64)
-    return literature.to(dtype=dtype, device=device)
+    return residue_table("ATOM14_LITERATURE_POSITIONS", dtype, device)[0, :3]
 
 
 def _angle_between(u: torch.Tensor, v: torch.Tensor) -> float:
     return math.acos(float((u @ v) / (u.norm() * v.norm())))
 
 
+@functools.cache
 def _intra_residue_geometry() -> tuple[float, float, float]:
     """(N-CA Å, CA-C Å, N-CA-C rad) of the ideal residue in mdgen.constants."""
     n, ca, c = _ideal_residue(torch.float64, torch.device("cpu"))
     return float((n - ca).norm()), float((c - ca).norm()), _angle_between(n - ca, c - ca)
 
 
+@functools.cache
 def textbook_psi_offset() -> torch.Tensor:
     """(sin, cos) (2,) float64 of ψ_textbook - ψ_AF2 in the ideal geometry of mdgen.constants.
 

@@ -6,6 +6,7 @@ import torch
 
 from mdgen import constants as rc
 from mdgen.geometry.rigids import apply_rigid, compose_rigids, rigid_from_4x4
+from mdgen.geometry.tables import residue_table
 
 
 def _rotation_about_x(sin_cos: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ def rigid_group_frames(
     Group g = parent ∘ default_frame[g] ∘ R_x(torsion[g - 1]); the parent is the backbone for
     pre-omega, phi, psi and chi1, and the previous chi group for chi2..chi4.
     """
-    default = torch.as_tensor(rc.RIGID_GROUP_DEFAULT_FRAMES, dtype=rots.dtype, device=rots.device)
+    default = residue_table("RIGID_GROUP_DEFAULT_FRAMES", rots.dtype, rots.device)
     default_rots, default_trans = rigid_from_4x4(default[aatype.long()])  # (..., L, 8, 3, 3), (..., L, 8, 3)
     local_rots = default_rots[..., 1:, :, :] @ _rotation_about_x(torsions)  # (..., L, 7, 3, 3)
     local_trans = default_trans[..., 1:, :]
@@ -60,9 +61,9 @@ def atom14_from_frames(
     aatype = aatype.long()
     group_rots, group_trans = rigid_group_frames(rots, trans, torsions, aatype)
     lead = group_trans.shape[:-2]  # (..., L)
-    atom_group = torch.as_tensor(rc.ATOM14_RIGID_GROUP, device=rots.device)[aatype].expand(*lead, 14)
+    atom_group = residue_table("ATOM14_RIGID_GROUP", device=rots.device)[aatype].expand(*lead, 14)
     atom_rots = torch.gather(group_rots, -3, atom_group[..., None, None].expand(*lead, 14, 3, 3))
     atom_trans = torch.gather(group_trans, -2, atom_group[..., None].expand(*lead, 14, 3))
-    literature = torch.as_tensor(rc.ATOM14_LITERATURE_POSITIONS, dtype=rots.dtype, device=rots.device)[aatype]
-    mask = torch.as_tensor(rc.ATOM14_MASK, device=rots.device)[aatype]  # (..., L, 14)
+    literature = residue_table("ATOM14_LITERATURE_POSITIONS", rots.dtype, rots.device)[aatype]
+    mask = residue_table("ATOM14_MASK", device=rots.device)[aatype]  # (..., L, 14)
     return apply_rigid(atom_rots, atom_trans, literature) * mask[..., None]

@@ -6,6 +6,7 @@ import torch
 
 from mdgen import constants as rc
 from mdgen.geometry.rigids import apply_rigid, invert_rigid, rigid_from_three_points
+from mdgen.geometry.tables import residue_table
 
 _EPS = 1e-8
 _N, _CA, _C, _O = (rc.ATOM14_NAMES["ALA"].index(a) for a in rc.BACKBONE_ATOMS)
@@ -28,7 +29,7 @@ def torsion_mask_from_aatype(aatype: torch.Tensor) -> torch.Tensor:
 
     omega and phi need residue i-1, so the first residue (index 0 along dim -1) has neither.
     """
-    chi_mask = torch.as_tensor(rc.CHI_ANGLES_MASK, device=aatype.device)[aatype]  # (..., L, 4)
+    chi_mask = residue_table("CHI_ANGLES_MASK", device=aatype.device)[aatype]  # (..., L, 4)
     backbone = torch.ones(*aatype.shape, 3, dtype=torch.bool, device=aatype.device)
     backbone[..., 0, :2] = False
     return torch.cat([backbone, chi_mask], dim=-1)
@@ -53,7 +54,7 @@ def torsion_angles(
     phi = dihedral_sin_cos(prev_c, n, ca, c)
     psi = -dihedral_sin_cos(n, ca, c, o)
 
-    chi_index = torch.as_tensor(rc.CHI_ANGLES_ATOM14_INDEX, device=aatype.device)[aatype]  # (..., L, 4, 4)
+    chi_index = residue_table("CHI_ANGLES_ATOM14_INDEX", device=aatype.device)[aatype]  # (..., L, 4, 4)
     lead = torch.broadcast_shapes(atom14.shape[:-2], aatype.shape)  # (..., L)
     chi_atoms = torch.gather(
         atom14.unsqueeze(-3).expand(*lead, 4, 14, 3),

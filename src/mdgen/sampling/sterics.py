@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import shortest_path
 from mdgen import constants as rc
 from mdgen.evaluation.validity import BONDI_RADII_A, CLASH_OVERLAP_A, HBOND_MIN_DISTANCE_A, MIN_BONDS_APART
 from mdgen.geometry.backbone import chain_atom14
+from mdgen.geometry.tables import residue_table
 
 MARGIN_A = 0.05  # clearance beyond the clash limit that a refined pair is pushed to
 # Frames with a pair closer than limit + this are refined: XTC stores 0.01 Å, so a pair that clears its
@@ -98,7 +99,7 @@ def _free_torsions(aatype: torch.Tensor) -> torch.Tensor:
     free = torch.zeros(len(aatype), 7, dtype=torch.bool, device=aatype.device)
     free[1:, 1] = True
     free[:, 2] = True
-    free[:, 3:] = torch.as_tensor(rc.CHI_ANGLES_MASK, device=aatype.device)[aatype]
+    free[:, 3:] = residue_table("CHI_ANGLES_MASK", device=aatype.device)[aatype]
     return free
 
 
