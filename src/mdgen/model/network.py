@@ -160,9 +160,11 @@ class MDGenNetwork(nn.Module):
         simplex_mean = x_t[..., -NUM_AMINO_ACIDS:].mean(dim=1) if self.design else None  # (B, L, 20)
         trunk = self.trunk(c, key_rots, key_trans, aatype, residue_mask, residue_positions, simplex_mean)
         h = h + trunk[:, None]  # (B, L, D) key-frame encoding, the same for every frame
+        # Unpadded batches (every peptide batch of one sequence) skip the attention masks.
+        block_mask = None if bool(residue_mask.all()) else residue_mask
         for block in self.blocks:
             h = run_layer(
-                block, h, c, residue_mask, residue_positions, grad_checkpointing=self.grad_checkpointing
+                block, h, c, block_mask, residue_positions, grad_checkpointing=self.grad_checkpointing
             )
 
         velocity = self.final_layer(h, c)  # (B, T, L, C)
