@@ -37,8 +37,11 @@ __all__ = [
     "DECODERS",
     "DecoderSettings",
     "DecodedWindows",
+    "WindowFrames",
+    "build_atoms",
     "decode_windows",
     "decode_windows_counted",
+    "window_frames",
 ]
 
 AUTO = "auto"
@@ -111,19 +114,75 @@ def decode_windows_counted(
     settings: DecoderSettings = DecoderSettings(),
 ) -> DecodedWindows:
     """`decode_windows` with the clash-removal counts."""
+    return build_atoms(window_frames(tokens, batch, aatype, task), settings)
+
+
+@dataclass(frozen=True)
+class WindowFrames:
+    """Decoded residue frames and torsions of windows, before atoms are built.
+
+    Frames are independent from here on, so any subset of frames, or frames of several windows
+    concatenated along T, can be built together (`build_atoms`): forward rollouts build all their
+    windows' frames in one call, which clears clashes in one pass instead of one pass per window.
+    """
+
+    rots: torch.Tensor  # (B, T, L, 3, 3) global residue frames
+    trans: torch.Tensor  # (B, T, L, 3) Å
+    torsions: torch.Tensor  # (B, T, L, 7, 2) (sin, cos)
+    aatype: torch.Tensor  # (B, L) identities to build
+    residue_mask: torch.Tensor  # (B, L) 1 = real residue
+
+    @property
+    def num_frames(self) -> int:
+        return self.trans.shape[1]
+
+    def frames(self, selection: slice) -> WindowFrames:
+        """The frames `selection` (a slice along T) of every window."""
+        return WindowFrames(
+            self.rots[:, selection],
+            self.trans[:, selection],
+            self.torsions[:, selection],
+            self.aatype,
+            self.residue_mask,
+        )
+
+    @staticmethod
+    def concatenate(parts: list[WindowFrames]) -> WindowFrames:
+        """Frames of windows of the same rollouts (same aatype) joined along T."""
+        return WindowFrames(
+            torch.cat([p.rots for p in parts], dim=1),
+            torch.cat([p.trans for p in parts], dim=1),
+            torch.cat([p.torsions for p in parts], dim=1),
+            parts[0].aatype,
+            parts[0].residue_mask,
+        )
+
+
+def window_frames(
+    tokens: torch.Tensor, batch: dict[str, torch.Tensor], aatype: torch.Tensor, task: TaskSpec
+) -> WindowFrames:
+    """tokens (B, T, L, C_cont) sampled for `batch`, aatype (B, L) to build -> global frames and torsions."""
     num_frames = tokens.shape[1]
     rots, trans, torsions = features_from_tokens(tokens, batch["rots"][:, 0], batch["trans"][:, 0])
-    frame_aatype = aatype[:, None].expand(-1, num_frames, -1)  # (B, T, L)
     if task.no_torsion:
         given = given_token_mask(task, num_frames, tokens.shape[2], tokens.device)  # (T, L)
+        frame_aatype = aatype[:, None].expand(-1, num_frames, -1)  # (B, T, L)
         torsions = frames_only_torsions(rots, trans, batch["torsions"], given, frame_aatype)
+    return WindowFrames(rots, trans, torsions, aatype, batch["residue_mask"])
+
+
+def build_atoms(frames: WindowFrames, settings: DecoderSettings = DecoderSettings()) -> DecodedWindows:
+    """All-atom frames (B, T, L, 14, 3) Å from decoded frames and torsions, by `settings.decoder`."""
+    rots, trans, torsions = frames.rots, frames.trans, frames.torsions
+    num_frames = frames.num_frames
+    frame_aatype = frames.aatype[:, None].expand(-1, num_frames, -1)  # (B, T, L)
     declashed = still = 0
-    decoder = settings.decoder_for(tokens.shape[2])
+    decoder = settings.decoder_for(frames.aatype.shape[-1])
     if decoder == "chain":
         torsions = buildable_torsions(torsions, frame_aatype)
         if settings.declashes:
-            torsions, declashed, still = _declash(torsions, aatype)
-        residue_mask = batch["residue_mask"][:, None].expand(-1, num_frames, -1)  # (B, T, L)
+            torsions, declashed, still = _declash(torsions, frames.aatype)
+        residue_mask = frames.residue_mask[:, None].expand(-1, num_frames, -1)  # (B, T, L)
         rots, trans, torsions = chain_frames_on_frames(rots, trans, torsions, frame_aatype, residue_mask)
     atom14 = atom14_from_frames(rots, trans, torsions, frame_aatype)
     return DecodedWindows(atom14, decoder, declashed, still)

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mdgen.sampling.decoding import DecoderSettings, decode_windows_counted, identities_to_build
+from mdgen.sampling.decoding import (
+    DecoderSettings,
+    WindowFrames,
+    build_atoms,
+    identities_to_build,
+    window_frames,
+)
 from mdgen.sampling.solver import SolverOptions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
@@ -82,6 +88,14 @@ class GeneratedWindows:
     sampled_aatype: np.ndarray  # (B, L) int64 the model's identities (design: argmax at every generated one)
     aa_probs: np.ndarray | None  # (B, L, 20) final simplex (design only)
     nfe: int  # network evaluations of this ODE solve (shared by the batch)
+
+
+@dataclass(frozen=True)
+class SampledFrames:
+    frames: WindowFrames  # decoded frames and torsions of the B windows, atoms not yet built
+    sampled_aatype: np.ndarray  # (B, L) int64 the model's identities
+    aa_probs: np.ndarray | None  # (B, L, 20) final simplex (design only)
+    nfe: int
 
 
 @dataclass(frozen=True)
@@ -202,6 +216,23 @@ class WindowSampler:
     ) -> GeneratedWindows:
         """Sample B windows. atom14 (B, T, L, 14, 3) Å with real geometry where the task conditions,
         aatype (B, L). Returns atoms decoded relative to each window's frame 0 (which must be real)."""
+        sampled = self.sample_frames(atom14, aatype, generator)
+        return GeneratedWindows(
+            atom14=self.build(sampled.frames),
+            aatype=sampled.frames.aatype.cpu().numpy(),
+            sampled_aatype=sampled.sampled_aatype,
+            aa_probs=sampled.aa_probs,
+            nfe=sampled.nfe,
+        )
+
+    @torch.no_grad()
+    def sample_frames(
+        self,
+        atom14: np.ndarray | torch.Tensor,
+        aatype: np.ndarray | torch.Tensor,
+        generator: torch.Generator,
+    ) -> SampledFrames:
+        """`generate` up to the decoded frames and torsions; `build` turns (any frames of) them into atoms."""
         # np.array copies: inputs are often read-only broadcast views
         atom14 = torch.as_tensor(np.array(atom14, dtype=np.float32), device=self.device)
         aatype = torch.as_tensor(np.array(aatype, dtype=np.int64), device=self.device)
@@ -210,14 +241,24 @@ class WindowSampler:
         with self._autocast():
             result = self.module.sample(batch, generator=generator, **self.solver.as_kwargs())
         built_aatype = identities_to_build(aatype, result.aatype.long(), self.task)  # (B, L)
-        decoded = decode_windows_counted(result.tokens.float(), batch, built_aatype, self.task, self.decoding)
-        atoms = decoded.atom14
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        self.usage = self.usage + Usage(int(result.nfe), elapsed)
-        probs = None if result.aa_probs is None else result.aa_probs.float().cpu().numpy()
-        atom14 = atoms.cpu().numpy().astype(np.float32)  # (B, T, L, 14, 3) Å
+        frames = window_frames(result.tokens.float(), batch, built_aatype, self.task)
+        self._count_time(start, int(result.nfe))
+        return SampledFrames(
+            frames=frames,
+            sampled_aatype=result.aatype.long().cpu().numpy(),
+            aa_probs=None if result.aa_probs is None else result.aa_probs.float().cpu().numpy(),
+            nfe=int(result.nfe),
+        )
+
+    @torch.no_grad()
+    def build(self, frames: WindowFrames) -> np.ndarray:
+        """Atoms (B, T, L, 14, 3) float32 Å of decoded frames, by this sampler's decoder (then relaxed,
+        when relaxing). Frames are independent: build frames of several windows in one call to share
+        the clash-removal passes."""
+        start = time.perf_counter()
+        decoded = build_atoms(frames, self.decoding)
+        atom14 = decoded.atom14.cpu().numpy().astype(np.float32)  # (B, T, L, 14, 3) Å
+        self._count_time(start, 0)
         num_frames = atom14.shape[0] * atom14.shape[1]
         self.decoding_totals = self.decoding_totals + DecodingTotals(
             num_frames,
@@ -226,12 +267,11 @@ class WindowSampler:
             decoded.frames_still_clashing,
         )
         if self.relaxer is not None:
-            for row, identities in enumerate(built_aatype.cpu().numpy()):
+            for row, identities in enumerate(frames.aatype.cpu().numpy()):
                 atom14[row] = self.relaxer.relax(atom14[row], identities)
-        return GeneratedWindows(
-            atom14=atom14,
-            aatype=built_aatype.cpu().numpy(),
-            sampled_aatype=result.aatype.long().cpu().numpy(),
-            aa_probs=probs,
-            nfe=int(result.nfe),
-        )
+        return atom14
+
+    def _count_time(self, start: float, nfe: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.usage = self.usage + Usage(nfe, time.perf_counter() - start)
