@@ -3,8 +3,10 @@
 Thin Hydra wrapper around `mdgen.evaluation.runner.run_evaluation`; options are documented in
 conf/evaluate.yaml. That file is registered in Hydra's ConfigStore instead of being found through
 conf/ because conf/task/ is the training task group there, which would turn `task=design` into a
-config-group selection. Exits with status 1 only when no peptide could be evaluated, and with status 2
-and one line on stderr for a user error (an option of the wrong type, a missing directory, out_dir a file).
+config-group selection. Exit status 2 with one line on stderr for a user error (an option of the wrong
+type, a missing directory, out_dir a file) and when any peptide could not be evaluated because of its
+input (the line names them and the report; `allow_failures=true` accepts a partial evaluation).
+A bug in the evaluator is raised with its traceback (status 1), never reported as a failed peptide.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mdgen.config import check_override_types
-from mdgen.errors import user_errors
+from mdgen.errors import UserError, user_errors
 from mdgen.evaluation.forward import ForwardSettings
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import PathSettings
 from mdgen.evaluation.pipelines import TASKS, EvaluationConfig
 from mdgen.evaluation.proteins import ProteinSettings
-from mdgen.evaluation.runner import run_evaluation
+from mdgen.evaluation.runner import failure_message, run_evaluation
 from mdgen.evaluation.upsampling import UpsamplingSettings
 from mdgen.options import checked_fields, checked_value
 
@@ -93,16 +95,23 @@ def _job_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+class EvaluationFailed(UserError):
+    """Some peptides could not be evaluated (their inputs are bad); the report says why."""
+
+
 @hydra.main(version_base="1.3", config_path=None, config_name="evaluate")
 @user_errors("mdgen.evaluate")
 def main(cfg: DictConfig) -> int:
     check_override_types(cfg)
-    summary = run_evaluation(build_config(cfg))
+    config = build_config(cfg)
+    allow_failures = _option(cfg, "allow_failures", bool)  # checked before the (long) evaluation
+    summary = run_evaluation(config)
     print(f"metrics: {summary.metrics_path}\nreport: {summary.report_path}")
-    for name, message in summary.failures.items():
+    problem = failure_message(summary, allow_failures)
+    if problem is not None:
+        raise EvaluationFailed(problem)
+    for name, message in summary.failures.items():  # allowed failures: still said on stderr
         print(f"not evaluated: {name}: {message}", file=sys.stderr)
-    if summary.all_failed:
-        sys.exit(1)
     return len(summary.results)
 
 

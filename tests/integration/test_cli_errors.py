@@ -256,10 +256,11 @@ def test_evaluate_refuses_a_manifest_topology_outside_the_samples_folder(evaluat
     out_dir = tmp_path / "eval"
     argv = (f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_dir}", "task=design")
     code, _, stderr = run_cli(capsys, "evaluate", *argv, "plots=false")
-    refused = [line for line in stderr.splitlines() if line.startswith("not evaluated: GWEK")]
-    assert code == 1 and len(refused) == 1
-    assert "topology '../secret.pdb' points outside" in refused[0]
-    assert "points outside" in json.loads((out_dir / "metrics.json").read_text())["failed"]["GWEK"]
+    refused = [line for line in stderr.splitlines() if line.startswith("mdgen.evaluate: error:")]
+    assert code == 2 and len(refused) == 1
+    assert "1 of 1 peptides not evaluated (GWEK)" in refused[0]
+    failed = json.loads((out_dir / "metrics.json").read_text())["failed"]["GWEK"]
+    assert "topology '../secret.pdb' points outside" in failed
 
 
 @pytest.mark.parametrize("topology", ["../secret.pdb", "/etc/hostname", "sub/../../secret.pdb", "link.pdb"])

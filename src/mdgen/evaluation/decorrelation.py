@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdgen.evaluation.loading import EvaluationInputError
+
 RELAXATION_LEVEL = float(np.exp(-1.0))
 _STATIC_VARIANCE = 1e-8  # 1 - |<u>|^2 below this: the torsion does not fluctuate
 
@@ -85,7 +87,9 @@ def decorrelation_curves(
     longest = max(len(a) for a in angles)
     max_lag = int(min(np.floor(max_lag_ps / timestep_ps + 1e-9), longest // 2))
     if max_lag < 1:
-        raise ValueError(f"trajectories of {longest} frames are too short for a decorrelation curve")
+        raise EvaluationInputError(
+            f"trajectories of {longest} frames are too short for a decorrelation curve"
+        )
     return DecorrelationCurves(np.arange(max_lag + 1) * timestep_ps, torsion_decorrelation(angles, max_lag))
 
 

@@ -27,7 +27,7 @@ from deeptime.markov import TransitionCountEstimator, pcca
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
 from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import TrajectoryGroup, frames_for
+from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup, frames_for
 
 UNASSIGNED = -1
 
@@ -86,7 +86,9 @@ def estimate_msm(label_trajectories: Sequence[np.ndarray], lag_frames: int, n_la
     pieces = [piece for labels in label_trajectories for piece in split_at_unassigned(labels)]
     pieces = [piece for piece in pieces if len(piece) > lag_frames]
     if not pieces:
-        raise ValueError(f"no run of assigned frames is longer than the MSM lag of {lag_frames} frames")
+        raise EvaluationInputError(
+            f"no run of assigned frames is longer than the MSM lag of {lag_frames} frames"
+        )
     counts = TransitionCountEstimator(lagtime=lag_frames, count_mode="sliding", n_states=n_labels).fit(pieces)
     active_counts = counts.fetch_model().submodel_largest(directed=True)
     msm = MaximumLikelihoodMSM(reversible=True).fit(active_counts).fetch_model()
@@ -155,7 +157,9 @@ def fit_reference_state_model(
     notes = []
     n_frames = len(features)
     if n_frames <= max(tica_lag_frames, msm_lag_frames) * 4:
-        raise ValueError(f"{source}: {n_frames} frames are too short for lags of {msm_lag_frames} frames")
+        raise EvaluationInputError(
+            f"{source}: {n_frames} frames are too short for lags of {msm_lag_frames} frames"
+        )
     mean, matrix, n_kept = _fit_tica(features, tica_lag_frames, settings.var_cutoff)
     projected = ((features - mean) @ matrix)[:, :n_kept]
 
@@ -189,8 +193,8 @@ def fit_reference_state_model(
         )
     n_states = min(settings.n_metastable, max(2, n_active // settings.min_clusters_per_state))
     if n_active < 2:
-        raise ValueError(
-            "the reference MSM has fewer than 2 connected clusters; cannot define metastable states"
+        raise EvaluationInputError(
+            f"{source}: the reference MSM has fewer than 2 connected clusters; cannot define metastable states"
         )
     if n_states < settings.n_metastable:
         notes.append(

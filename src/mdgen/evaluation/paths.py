@@ -190,7 +190,12 @@ def evaluate_paths(
 
     rng = np.random.default_rng(settings.seed)
     length = len(indices)
-    reference_paths = _bridge_label_paths(msm, start, end, length, settings.n_reference_paths, rng)
+    try:
+        reference_paths = _bridge_label_paths(msm, start, end, length, settings.n_reference_paths, rng)
+    except ValueError as error:  # e.g. the reference MSM cannot reach `end` from `start` in the path's steps
+        raise EvaluationInputError(
+            f"{manifest}: no reference bridge paths {start} -> {end} ({error})"
+        ) from error
     reference_visitation = _visitation(reference_paths, model.n_states)
     rows = {
         GENERATED: score_paths(generated, msm, start, end, reference_visitation),

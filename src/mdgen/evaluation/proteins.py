@@ -26,7 +26,7 @@ import numpy as np
 from scipy.linalg import sqrtm
 from scipy.optimize import linear_sum_assignment
 
-from mdgen.evaluation.loading import TrajectoryGroup
+from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
 
 _NM_TO_A = 10.0
 NOT_IMPLEMENTED = (
@@ -137,7 +137,7 @@ def score_protein(
     """Both groups and the one-frame `structure` must share one topology (see `loading.match_groups`)."""
     ca = np.asarray([atom.index for atom in structure.topology.atoms if atom.name == "CA"])
     if len(ca) < 3:
-        raise ValueError(f"{reference.source}: needs at least 3 CA atoms, has {len(ca)}")
+        raise EvaluationInputError(f"{reference.source}: needs at least 3 CA atoms, has {len(ca)}")
     rng = np.random.default_rng(settings.seed)
     md_coords = _ca_coordinates(reference, structure, ca)
     gen_coords = _ca_coordinates(generated, structure, ca)

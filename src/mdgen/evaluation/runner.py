@@ -1,9 +1,13 @@
-"""Evaluate every peptide of a samples directory, keep going past per-peptide failures, write outputs.
+"""Evaluate every peptide of a samples directory, keep going past bad inputs, write outputs.
 
-Rule for failures: a peptide whose files are missing or inconsistent (e.g. atoms differ from its
-reference) is recorded by name with the error message, in metrics.json ("failed") and report.md,
-and the other peptides are still evaluated. `RunSummary.all_failed` is true only when no peptide was
-evaluated; the command line exits non-zero exactly then.
+Rule for failures:
+- a peptide with bad input (a `mdgen.errors.UserError`: files missing, unreadable or inconsistent with
+  the reference, trajectories too short for the configured lags, ...) is recorded by name with the
+  error message, in metrics.json ("failed") and report.md, and the other peptides are still evaluated;
+- any other exception is a bug in the evaluator and is raised (with the peptide's name in a note),
+  never turned into a "failed" entry.
+`failure_message(summary, allow_failures)` is the command line's verdict: a one-line message (exit 2)
+when any peptide failed, unless `allow_failures` is set and at least one peptide was evaluated.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mdgen.errors import UserError
 from mdgen.evaluation.layout import discover_names
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.pipelines import EVALUATORS, EvaluationConfig
@@ -24,6 +29,8 @@ from mdgen.evaluation.report import MAIN_ROW, to_jsonable, write_metrics, write_
 from mdgen.evaluation.sections import TASK_SECTIONS, common_sections
 
 log = logging.getLogger(__name__)
+
+NO_PEPTIDES = "(none)"  # the "failed" key when the samples directory holds no peptide for the task
 
 
 @dataclass(frozen=True)
@@ -39,12 +46,20 @@ class RunSummary:
 
 
 def _evaluate_one(config: EvaluationConfig, name: str) -> tuple[str, object | None, str | None]:
-    """(name, result, None) or (name, None, error message); never raises, so one peptide cannot stop the run."""
+    """(name, result, None), or (name, None, message) when the peptide's input is bad (a `UserError`).
+
+    Any other exception is a bug: it propagates, with a note naming the peptide.
+    """
     try:
         return name, EVALUATORS[config.task](config, name), None
-    except Exception as error:  # noqa: BLE001 - reported per peptide by design
+    except UserError as error:
         log.debug("%s failed:\n%s", name, traceback.format_exc())
         return name, None, f"{type(error).__name__}: {error}"
+    except Exception as error:
+        log.error("%s: the evaluator raised %s (a bug, not a bad input)", name, type(error).__name__)
+        if hasattr(error, "add_note"):  # Python >= 3.11
+            error.add_note(f"mdgen.evaluate: raised while evaluating peptide {name} (task {config.task})")
+        raise
 
 
 def _names(config: EvaluationConfig) -> tuple[list[str], dict[str, str]]:
@@ -84,27 +99,30 @@ def run_evaluation(config: EvaluationConfig) -> RunSummary:
     check_directories(config)
     names, failures = _names(config)
     outcomes = []
-    progress = tqdm(total=len(names), desc=f"evaluate {config.task}", unit="peptide")
-    if config.n_jobs > 1 and len(names) > 1:
-        with ProcessPoolExecutor(max_workers=config.n_jobs) as pool:
-            futures = [pool.submit(_evaluate_one, config, name) for name in names]
-            for future in as_completed(futures):
-                outcomes.append(future.result())
-                progress.set_postfix_str(outcomes[-1][0])
+    with tqdm(total=len(names), desc=f"evaluate {config.task}", unit="peptide") as progress:
+        if config.n_jobs > 1 and len(names) > 1:
+            with ProcessPoolExecutor(max_workers=config.n_jobs) as pool:
+                futures = [pool.submit(_evaluate_one, config, name) for name in names]
+                try:
+                    for future in as_completed(futures):
+                        outcomes.append(future.result())  # re-raises a worker's bug here
+                        progress.set_postfix_str(outcomes[-1][0])
+                        progress.update()
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)  # do not evaluate the rest after a bug
+                    raise
+        else:
+            for name in names:
+                progress.set_postfix_str(name)
+                outcomes.append(_evaluate_one(config, name))
                 progress.update()
-    else:
-        for name in names:
-            progress.set_postfix_str(name)
-            outcomes.append(_evaluate_one(config, name))
-            progress.update()
-    progress.close()
 
     results = {name: result for name, result, _ in sorted(outcomes, key=lambda o: o[0]) if result is not None}
     failures.update({name: error for name, _, error in outcomes if error is not None})
     for name, error in failures.items():
         log.warning("%s not evaluated: %s", name, error)
     if not names and not failures:
-        failures["(none)"] = f"no peptides found for task {config.task} in {config.samples_dir}"
+        failures[NO_PEPTIDES] = f"no peptides found for task {config.task} in {config.samples_dir}"
 
     sections, extra = TASK_SECTIONS[config.task](results, config) if results else ([], {})
     main_row = MAIN_ROW[config.task]
@@ -127,3 +145,20 @@ def run_evaluation(config: EvaluationConfig) -> RunSummary:
         config.out_dir / "report.md", f"mdgen evaluation: {config.task}", [header, failed, *sections, tail]
     )
     return RunSummary(results, dict(sorted(failures.items())), metrics_path, report_path)
+
+
+def failure_message(summary: RunSummary, allow_failures: bool) -> str | None:
+    """One line for the command to exit 2 with, or None when the run counts as a success.
+
+    Any failed peptide fails the run, unless `allow_failures` and at least one peptide was evaluated
+    (nothing evaluated is never a success).
+    """
+    if not summary.failures or (allow_failures and not summary.all_failed):
+        return None
+    where = f'{summary.report_path} and {summary.metrics_path} ("failed")'
+    if NO_PEPTIDES in summary.failures:
+        return f"{summary.failures[NO_PEPTIDES]}; see {where}"
+    names = ", ".join(summary.failures)
+    total = len(summary.results) + len(summary.failures)
+    hint = "" if summary.all_failed else "; pass allow_failures=true to accept a partial evaluation"
+    return f"{len(summary.failures)} of {total} peptides not evaluated ({names}); reasons in {where}{hint}"

@@ -413,5 +413,8 @@ def common_sections(
         failed = "## Not evaluated\n\n" + "\n".join(
             f"- **{name}**: {message}" for name, message in failures.items()
         )
-        failed += "\n\nThe run exits non-zero only when every peptide fails."
+        failed += (
+            "\n\nThe command exits with status 2 when any peptide is not evaluated, unless run with "
+            "allow_failures=true (then only when none is)."
+        )
     return header, failed, "\n\n".join(s for s in (_notes(results), _figure_links(config)) if s)

@@ -20,6 +20,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
+from mdgen.evaluation.loading import EvaluationInputError
+
 BONDI_RADII_A = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80}
 CLASH_OVERLAP_A = 0.4
 HBOND_MIN_DISTANCE_A = 2.5
@@ -55,7 +57,7 @@ class CovalentGeometry:
 def _bond_array(topology: md.Topology) -> np.ndarray:
     bonds = np.asarray([(a.index, b.index) for a, b in topology.bonds], dtype=np.int64).reshape(-1, 2)
     if len(bonds) == 0:
-        raise ValueError("topology has no bonds; validity needs standard residue templates")
+        raise EvaluationInputError("topology has no bonds; validity needs standard residue templates")
     return bonds
 
 
@@ -96,7 +98,7 @@ def _clash_candidates(topology: md.Topology, bonds: np.ndarray) -> tuple[np.ndar
     for atom in topology.atoms:
         symbol = atom.element.symbol
         if symbol not in BONDI_RADII_A:
-            raise ValueError(f"no Bondi radius for element {symbol!r} (atom {atom})")
+            raise EvaluationInputError(f"no Bondi radius for element {symbol!r} (atom {atom})")
         elements.append(symbol)
     elements = np.asarray(elements)
     radii = np.asarray([BONDI_RADII_A[e] for e in elements])
@@ -118,7 +120,7 @@ def _chain_links(topology: md.Topology) -> tuple[np.ndarray, np.ndarray, np.ndar
                 n for n in ("CA", "N") if n not in atoms_next
             ]
             if missing:
-                raise ValueError(f"residues {current}/{following} lack backbone atoms {missing}")
+                raise EvaluationInputError(f"residues {current}/{following} lack backbone atoms {missing}")
             ca_pairs.append((atoms_now["CA"], atoms_next["CA"]))
             cn_pairs.append((atoms_now["C"], atoms_next["N"]))
             before_proline.append(following.name == "PRO")
