@@ -85,6 +85,55 @@ def _num_windows(summary: dict) -> int:
     return batches
 
 
+def seed_noise(results: list[dict]) -> dict[str, float]:
+    """Run-to-run noise per metric: the standard deviation over seeds of one setting, pooled over every
+    setting run with two or more seeds (nan when none was)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["method"], r["num_steps"]), []).append(r)
+    noise = {}
+    for metric in METRICS[:3]:
+        squares, dof = 0.0, 0
+        for runs in groups.values():
+            values = [r["generated"][metric] for r in runs]
+            if len(values) > 1:
+                mean = sum(values) / len(values)
+                squares += sum((v - mean) ** 2 for v in values)
+                dof += len(values) - 1
+        noise[metric] = (squares / dof) ** 0.5 if dof else float("nan")
+    return noise
+
+
+def noise_lines(results: list[dict]) -> list[str]:
+    """Each setting's seed-averaged distance minus dopri5's, in units of the run-to-run noise: a setting is
+    within noise of dopri5 when every metric is at most 2 noise units worse."""
+    noise = seed_noise(results)
+    means: dict[tuple, dict[str, float]] = {}
+    for key in {(r["method"], r["num_steps"]) for r in results}:
+        runs = [r for r in results if (r["method"], r["num_steps"]) == key]
+        means[key] = {m: sum(r["generated"][m] for r in runs) / len(runs) for m in METRICS[:3]}
+        means[key]["nfe"] = runs[0]["nfe_per_window"]
+        means[key]["seeds"] = len(runs)
+    reference = next((v for k, v in means.items() if k[0] == "dopri5"), None)
+    if reference is None:
+        return ["(no dopri5 run: no comparison)"]
+    lines = [
+        "Run-to-run noise (SD over seeds, pooled): " + ", ".join(f"{m} {noise[m]:.4f}" for m in METRICS[:3]),
+        "",
+        "| sampler | steps | seeds | NFE per window | Δ torsions all | Δ TICA-0 | Δ MSM states | within noise of dopri5 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (method, steps), values in sorted(means.items(), key=lambda item: item[1]["nfe"]):
+        deltas = {m: values[m] - reference[m] for m in METRICS[:3]}
+        within = all(deltas[m] <= 2 * noise[m] for m in METRICS[:3])
+        lines.append(
+            f"| {method} | {steps} | {values['seeds']} | {values['nfe']:.0f} | "
+            + " | ".join(f"{deltas[m]:+.4f}" for m in METRICS[:3])
+            + f" | {'yes' if within else 'no'} |"
+        )
+    return lines
+
+
 def write_outputs(results: list[dict], out: Path) -> None:
     (out / "sampler_quality.json").write_text(json.dumps(results, indent=1))
     lines = [
@@ -104,6 +153,7 @@ def write_outputs(results: list[dict], out: Path) -> None:
             f"{values.get('tica0_jsd', float('nan')):.3f} | {values.get('msm_state_jsd', float('nan')):.3f} | "
             f"{100 * values.get('validity_valid_fraction', float('nan')):.1f} |"
         )
+    lines += ["", *noise_lines(results)]
     (out / "sampler_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -114,7 +164,7 @@ def write_outputs(results: list[dict], out: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for ax, metric in zip(axes, METRICS[:3]):
-        for method, marker in (("dopri5", "o"), ("heun", "s"), ("euler", "^")):
+        for method, marker in (("dopri5", "o"), ("heun", "s"), ("euler", "^"), ("ab2", "D")):
             points = sorted(
                 (r["nfe_per_window"], r["generated"][metric]) for r in results if r["method"] == method
             )
