@@ -25,6 +25,21 @@ test: install ## fast suite (unit + component + integration, no slow/gpu markers
 test-full: install ## everything, including slow tests that read ../shared/data
 	$(PY) -m pytest -q -m "" tests
 
+# Mutation testing (mutmut, config in pyproject.toml [tool.mutmut]): mutate geometry, tokens, interpolant,
+# tasks, sampling conditioning and the evaluation metrics; run each mutant against the fast unit tests that
+# reach it. Working copy and results in mutants/ (gitignored); a re-run only tests new or changed mutants.
+# Survivors: `$(VENV)/bin/mutmut results`; one mutant's diff: `$(VENV)/bin/mutmut show NAME`.
+# Results, survivors explained, and the wall time: experiments/tests/README.md.
+MUTATE_JOBS ?= 2
+MUTATE_STAMP := $(VENV)/.mutation-installed
+$(MUTATE_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,mutation]'
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP) ## mutation testing of the scoped modules (mutmut; results in mutants/, see experiments/tests/)
+	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS)
+	@echo "survived: $$($(VENV)/bin/mutmut results | grep -c ': survived$$') (list: $(VENV)/bin/mutmut results)"
+
 lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -70,7 +85,7 @@ quality-eval: install ## roll out QUALITY_CKPT on QUALITY_SPLIT peptides of QUAL
 clean: ## remove caches and outputs (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install test test-full lint demo eval quality-eval clean
+.PHONY: help install test test-full mutate lint demo eval quality-eval clean
 
 # The paper's evaluation with the published weights on whatever `python -m mdgen.download` fetched
 # (README "Use the published models"; paths, test-set size and sample counts: scripts/paper_eval.sh).
