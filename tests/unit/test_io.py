@@ -111,7 +111,7 @@ def test_read_dcd(tmp_path: Path, trajectory_dir: Path, flrh: Trajectory):
 
 
 def test_read_h5(tmp_path: Path, trajectory_dir: Path, flrh: Trajectory):
-    pytest.importorskip("tables", reason="mdtraj needs PyTables for .h5")
+    # mdtraj needs PyTables for .h5: `tables` is in the dev extra, so a missing one fails here (no skip)
     md.load(trajectory_dir / "FLRH.xtc", top=trajectory_dir / "FLRH.pdb").save_hdf5(str(tmp_path / "FLRH.h5"))
     traj = read_trajectory(trajectory_dir / "FLRH.pdb", tmp_path / "FLRH.h5")
     assert np.allclose(traj.atom14, flrh.atom14, atol=1e-3) and traj.timestep_ps == pytest.approx(200.0)
