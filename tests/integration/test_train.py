@@ -2,6 +2,7 @@
 batch, exact resume (step counter, optimizer, EMA), checkpoint reloading, and a 2-job DDP sweep."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -10,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mdgen.callbacks import ema_weights_from_checkpoint
 from mdgen.config import IncompatibleCheckpointError, build_module, compose_config, load_module
 from mdgen.train import train
+from training_probe import probe_overrides, read_probe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_EXPERIMENTS = ["demo_forward", "demo_interp", "demo_upsample", "demo_inpaint"]
@@ -33,8 +36,40 @@ def run_training(output_dir: Path, *overrides: str) -> float | None:
 
 @pytest.mark.parametrize("experiment", DEMO_EXPERIMENTS)
 def test_fast_dev_run_of_every_demo_experiment(experiment, tmp_path):
-    run_training(tmp_path, f"experiment={experiment}", "model=tiny", "debug=fdr")
-    assert (tmp_path / "checkpoints" / "config.yaml").is_file()
+    """One training batch and one validation batch: exactly one Adam step of the configured size was
+    taken, the losses were logged and are finite, and the saved run config rebuilds the trained network.
+
+    Catches: no optimizer step (optimizer over no parameters, zero learning rate, a detached loss),
+    the learning-rate schedule not applied to the first step, losses not logged or NaN, config.yaml
+    describing another network than the one trained."""
+    probe_dir = tmp_path / "probe"
+    metric = run_training(
+        tmp_path, f"experiment={experiment}", "model=tiny", "debug=fdr", *probe_overrides(str(probe_dir))
+    )
+    record = read_probe(probe_dir)
+    cfg = compose_config([f"experiment={experiment}", "model=tiny"])
+    assert record["world_size"] == 1 and record["global_step"] == 1
+    assert len(record["batches"]) == 1 and len(record["batches"][0]) == cfg.data.batch_size
+
+    # Adam's first step moves every weight whose gradient is well above eps by exactly the learning rate:
+    # lr / warmup_steps on the first step of the linear warm-up (by hand from conf/, not from the module).
+    assert cfg.scheduler.warmup_steps < cfg.trainer.max_steps  # the warm-up is not shortened
+    first_lr = cfg.optimizer.lr / cfg.scheduler.warmup_steps
+    initial, final = record["initial"], record["final"]
+    assert all(torch.isfinite(value).all() for value in final.values())
+    step = (final["network.final_layer.proj.weight"] - initial["network.final_layer.proj.weight"]).abs()
+    assert step.max().item() == pytest.approx(first_lr, rel=1e-2)
+    assert (step <= first_lr * 1.01).all()
+
+    metrics = record["metrics"]
+    for key in ("train/loss", "val/loss"):
+        assert math.isfinite(metrics[key]) and metrics[key] > 0, key
+    assert metric == pytest.approx(metrics["val/loss"])  # train() returns the optimized metric
+
+    saved = OmegaConf.load(tmp_path / "checkpoints" / "config.yaml")
+    rebuilt = build_module(saved)
+    rebuilt.load_state_dict(final, strict=True)
+    assert rebuilt.task.name == cfg.task.name and rebuilt.task.num_frames == cfg.task.num_frames
 
 
 def test_overfitting_one_batch_halves_the_loss():
@@ -158,7 +193,15 @@ def test_checkpoints_without_an_mdgen_config_are_refused(tmp_path):
         load_module(path)
 
 
-def test_a_two_job_ddp_sweep_keeps_each_job_and_its_ranks_in_its_own_directory(tmp_path):
+def test_a_two_job_ddp_sweep_trains_one_synchronised_model_per_job_in_its_own_directory(tmp_path):
+    """Two jobs (seeds 1, 2) of 2-process CPU DDP (gloo), 2 optimizer steps each, through the real command.
+
+    Each rank records its weights and batches (tests/training_probe.py). Within a job the ranks saw
+    different windows (DistributedSampler shards) with different noise (seed + rank), yet end with
+    identical weights that differ from the initial ones: the gradients were all-reduced.
+    Catches: ranks training separate models (no gradient sync, a rank-dependent learning rate or
+    parameter set), both ranks reading the same shard, a job's ranks writing into the other job's
+    directory or the sweep directory."""
     command = [
         sys.executable,
         "-m",
@@ -173,19 +216,36 @@ def test_a_two_job_ddp_sweep_keeps_each_job_and_its_ranks_in_its_own_directory(t
         "logger=csv",
         "seed=1,2",
         f"hydra.sweep.dir={tmp_path}",
+        *probe_overrides(),  # each rank writes <job dir>/probe_rank<R>.pt
         *QUIET,
     ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
     completed = subprocess.run(
         command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+    finals = []
     for job in ("0", "1"):
         assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
         assert (tmp_path / job / "train_ddp_process_1.log").is_file()  # rank 1 ran inside this job's dir
-    seeds = [
-        torch.load(tmp_path / job / "checkpoints/last.ckpt", weights_only=False)["mdgen"]["config"]["seed"]
-        for job in ("0", "1")
-    ]
-    assert seeds == [1, 2]
+        ranks = [read_probe(tmp_path / job, rank) for rank in (0, 1)]
+        assert [(r["rank"], r["world_size"], r["global_step"]) for r in ranks] == [(0, 2, 2), (1, 2, 2)]
+        for step in range(2):
+            assert not set(ranks[0]["batches"][step]) & set(ranks[1]["batches"][step])  # different shards
+        initial, final = ranks[0]["initial"], ranks[0]["final"]
+        for key, value in final.items():
+            assert torch.equal(ranks[1]["final"][key], value), f"job {job}: ranks differ at {key}"
+            assert torch.equal(ranks[1]["initial"][key], initial[key]), f"job {job}: start differs at {key}"
+        assert not torch.equal(
+            final["network.final_layer.proj.weight"], initial["network.final_layer.proj.weight"]
+        )
+        saved = torch.load(tmp_path / job / "checkpoints/last.ckpt", weights_only=False)
+        for key, value in final.items():  # rank 0 saved the synchronised weights
+            assert torch.equal(saved["state_dict"][key], value), f"job {job}: checkpoint differs at {key}"
+        finals.append(final)
+        assert saved["mdgen"]["config"]["seed"] == int(job) + 1
+    assert not torch.equal(
+        finals[0]["network.final_layer.proj.weight"], finals[1]["network.final_layer.proj.weight"]
+    )  # the two jobs are two runs (seeds 1 and 2), not one
