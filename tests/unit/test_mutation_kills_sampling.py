@@ -1,10 +1,13 @@
 """Tests added for mutants of src/mdgen/sampling/upsample.py that survived `make mutate`
-(experiments/tests/README.md): batching when every window is full, and the refusal's numbers.
+(experiments/tests/README.md), and of src/mdgen/sampling/modes.py: batching when every window is full,
+the refusals' texts, and what `describe_task` says is given.
 """
+
+import re
 
 import pytest
 
-from mdgen.sampling.modes import IncompatibleTaskError
+from mdgen.sampling.modes import IncompatibleTaskError, describe_task, mode_of_task
 from mdgen.sampling.upsample import UpsamplingLayout, window_batches
 from mdgen.tasks import TaskSpec
 
@@ -23,3 +26,30 @@ def test_refusal_names_the_last_frame_of_the_window():
         UpsamplingLayout.from_task(task)
     assert "task.num_frames=10 (= n*cond_interval + 1)" in str(refused.value)
     assert "first 3 coarse intervals" in str(refused.value)
+
+
+def _task(**fields) -> TaskSpec:
+    return TaskSpec(name="t", num_frames=11, frame_interval_ps=0.1, **fields)
+
+
+def test_describe_task_says_what_is_given():
+    """The text of the refusal when mode= disagrees with the checkpoint (upsample/forward/design)."""
+    assert (
+        describe_task(_task(cond_frames=(), cond_interval=5)) == "11 frames x 0.1 ps, every 5th frame given"
+    )
+    assert describe_task(_task(cond_frames=(0,))) == "11 frames x 0.1 ps, given frames [0]"
+    design = _task(cond_frames=(), cond_residues=(0, 3), design=True)
+    assert describe_task(design).endswith("given residues [0, 3], designed residues all")
+
+
+def test_unsupported_conditioning_patterns_are_refused_with_their_reason():
+    """Each refusal is an IncompatibleTaskError naming the pattern (a TypeError or an empty message
+    while building it would reach the user as a traceback or as nothing)."""
+    cases = [
+        (_task(cond_frames=(), cond_residues=(0, 3)), "conditions on residues [0, 3] without designing"),
+        (_task(cond_frames=(1,)), "conditions on frames [1]; the sampling drivers handle frame 0"),
+        (_task(cond_frames=(0,), design=True), "designs residues but conditions on no residue"),
+    ]
+    for task, message in cases:
+        with pytest.raises(IncompatibleTaskError, match=re.escape(message)):
+            mode_of_task(task)
