@@ -25,7 +25,7 @@ def test_refusal_names_the_last_frame_of_the_window():
     with pytest.raises(IncompatibleTaskError, match="end on frame 10, which is not a given frame") as refused:
         UpsamplingLayout.from_task(task)
     assert "task.num_frames=10 (= n*cond_interval + 1)" in str(refused.value)
-    assert "first 3 coarse intervals" in str(refused.value)
+    assert str(refused.value).endswith("use only the first 3 coarse intervals of each window")
 
 
 def _task(**fields) -> TaskSpec:
@@ -53,3 +53,10 @@ def test_unsupported_conditioning_patterns_are_refused_with_their_reason():
     for task, message in cases:
         with pytest.raises(IncompatibleTaskError, match=re.escape(message)):
             mode_of_task(task)
+
+
+def test_layout_from_task_keeps_the_conditioning_interval():
+    """Catches a layout built without k (cond_interval=None): window lengths and output sizes need it."""
+    layout = UpsamplingLayout.from_task(_task(cond_frames=(), cond_interval=5))  # 11 frames = 2 x 5 + 1
+    assert (layout.cond_interval, layout.window_frames, layout.intervals_per_window) == (5, 11, 2)
+    assert layout.sampled_frames(1) == 6 and layout.num_fine_frames(4) == 16
