@@ -467,13 +467,22 @@ def platform_properties(platform: openmm.Platform, threads: int) -> dict[str, st
 
 
 def create_system(
-    protocol: SimulationProtocol, sequence: str
+    protocol: SimulationProtocol, sequence: str, structure_pdb: Path | None = None
 ) -> tuple[app.Topology, unit.Quantity, openmm.System]:
-    """Build the peptide (solvated for explicit presets) and its OpenMM system, without a barostat."""
+    """Build the peptide (solvated for explicit presets) and its OpenMM system, without a barostat.
+
+    With ``structure_pdb`` (a prepared all-atom PDB with hydrogens, e.g. from ``simulate_proteins``)
+    that structure is simulated instead and ``sequence`` is only a name.
+    """
     solvent = SOLVENT_PRESETS[protocol.solvent]
     forcefield = app.ForceField(*solvent.forcefield_files)
-    peptide = build_peptide(sequence, forcefield)
-    modeller = app.Modeller(peptide.topology, peptide.positions)
+    if structure_pdb is None:
+        peptide = build_peptide(sequence, forcefield)
+        topology, positions = peptide.topology, peptide.positions
+    else:
+        structure = app.PDBFile(str(structure_pdb))
+        topology, positions = structure.topology, structure.positions
+    modeller = app.Modeller(topology, positions)
     options = {
         "constraints": getattr(app, protocol.constraints) if protocol.constraints != "None" else None,
         "rigidWater": True,
@@ -649,6 +658,32 @@ def run_identity(protocol: SimulationProtocol, seed: int) -> str:
     return json.dumps(fields | {"seed": seed}, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class RunInput:
+    """What one run simulates: a peptide built from its sequence, or a prepared all-atom structure.
+
+    ``name`` is the run's directory and file stem. With ``structure_pdb`` (all atoms, hydrogens
+    included; see ``simulate_proteins.prepare_structure``) that structure is simulated, and its heavy
+    atoms, not production frame 0, are NAME.pdb and the frame every trajectory frame is superposed on
+    (so replicas started from one structure share their reference, as ATLAS's ``_fit`` files do).
+    """
+
+    name: str
+    structure_pdb: Path | None = None
+
+    @property
+    def termini(self) -> str:
+        return (
+            "uncapped zwitterion" if self.structure_pdb is None else "as prepared by PDBFixer (charged, pH 7)"
+        )
+
+    @property
+    def superposed_on(self) -> str:
+        if self.structure_pdb is None:
+            return "production frame 0, all heavy atoms (mdtraj superpose)"
+        return f"{self.name}.pdb = heavy atoms of the prepared input structure (mdtraj superpose, all heavy atoms)"
+
+
 def simulate_peptide(
     sequence: str,
     out_dir: str | Path,
@@ -661,14 +696,25 @@ def simulate_peptide(
     A finished peptide (out_dir/NAME/info.json exists) is not re-run: its record is returned once
     ``verify_finished`` accepts its files. Raises PeptideBusyError if another process works on it.
     """
-    name = check_sequence(sequence)
+    return simulate_run(RunInput(check_sequence(sequence)), out_dir, protocol, seed, progress)
+
+
+def simulate_run(
+    run: RunInput,
+    out_dir: str | Path,
+    protocol: SimulationProtocol,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> PeptideSimulationRecord:
+    """``simulate_peptide`` for any ``RunInput`` (same layout, locking, resume and checks)."""
+    name = run.name
     out_dir = Path(out_dir)
     final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
     if not is_finished(out_dir, name):
         _refuse_foreign_directory(final_dir)
         with peptide_lock(work_dir):
             if not is_finished(out_dir, name):
-                return _simulate_locked(name, out_dir, protocol, seed, progress)
+                return _simulate_locked(run, out_dir, protocol, seed, progress)
             _remove_empty_work_dir(work_dir)  # another process finished it while this one took the lock
     record = verify_finished(out_dir, name)
     _check_same_protocol(out_dir, name, record, protocol, seed)
@@ -701,13 +747,14 @@ def _clear_work_dir(work_dir: Path) -> None:
 
 
 def _simulate_locked(
-    name: str,
+    run: RunInput,
     out_dir: Path,
     protocol: SimulationProtocol,
     seed: int,
     progress: ProgressCallback | None,
 ) -> PeptideSimulationRecord:
     """The run itself; the caller holds the peptide's lock."""
+    name = run.name
     final_dir, work_dir = out_dir / name, out_dir / f"{name}{WORK_SUFFIX}"
     session_start = time.perf_counter()
     platform = select_platform(protocol.platform)
@@ -717,13 +764,16 @@ def _simulate_locked(
         context, topology, counters = _resume(work_dir, protocol, seed, platform, properties)
     else:
         _clear_work_dir(work_dir)  # a run that crashed before its first checkpoint: start again
-        context, topology = _equilibrate(work_dir, protocol, name, seed, platform, properties)
+        context, topology = _equilibrate(work_dir, protocol, run, seed, platform, properties)
         counters = _Progress(run_identity=run_identity(protocol, seed))
 
     heavy = heavy_atom_indices(topology)
     pdb_path = work_dir / f"{name}.pdb"
     if counters.step == 0:
-        reference = _heavy_frame(context, topology, heavy)
+        if run.structure_pdb is None:
+            reference = _heavy_frame(context, topology, heavy)
+        else:
+            reference = _structure_heavy_atoms(run.structure_pdb, topology, heavy)
         reference.save_pdb(str(pdb_path))
     reference = mdtraj.load(str(pdb_path))
     coarse = FrameBuffer(
@@ -735,13 +785,13 @@ def _simulate_locked(
 
     _run_production(context, protocol, heavy, coarse, fine, counters, work_dir, session_start, progress)
     wall_s = counters.wall_s + time.perf_counter() - session_start
-    record = _make_record(name, protocol, seed, platform, counters, len(heavy), wall_s)
+    record = _make_record(run, protocol, seed, platform, counters, len(heavy), wall_s)
     _finish(work_dir, final_dir, record)
     return record
 
 
 def _make_record(
-    name: str,
+    run: RunInput,
     protocol: SimulationProtocol,
     seed: int,
     platform: openmm.Platform,
@@ -755,6 +805,7 @@ def _make_record(
         production_ns / counters.production_wall_s * 86400.0 if counters.production_wall_s > 0 else 0.0
     )
     solvent = SOLVENT_PRESETS[protocol.solvent]
+    name = run.name
     return PeptideSimulationRecord(
         sequence=name,
         forcefield="amber14-all",
@@ -768,7 +819,7 @@ def _make_record(
         coarse_interval_ps=protocol.save_interval_ps,
         fine_interval_fs=protocol.fine_interval_fs,
         fine_length_ps=protocol.fine_length_ps,
-        termini="uncapped zwitterion",
+        termini=run.termini,
         platform=f"OpenMM {platform.getName()}",
         seed=seed,
         wall_s=round(wall_s, 1),
@@ -783,7 +834,7 @@ def _make_record(
         num_fine_frames=counters.fine_frames,
         first_frame_time_ps=0.0,
         num_heavy_atoms=num_heavy_atoms,
-        superposed_on="production frame 0, all heavy atoms (mdtraj superpose)",
+        superposed_on=run.superposed_on,
         production_ns_per_day=round(ns_per_day, 1),
         resumed_times=counters.resumed_times,
         note=protocol.note,
@@ -795,13 +846,13 @@ def _make_record(
 def _equilibrate(
     work_dir: Path,
     protocol: SimulationProtocol,
-    name: str,
+    run: RunInput,
     seed: int,
     platform: openmm.Platform,
     properties: dict[str, str],
 ) -> tuple[openmm.Context, app.Topology]:
     """Minimise and equilibrate (NVT); for explicit water then add the barostat for NPT production."""
-    topology, positions, system = create_system(protocol, name)
+    topology, positions, system = create_system(protocol, run.name, run.structure_pdb)
     integrator = make_integrator(protocol, seed)
     context = openmm.Context(system, integrator, platform, properties)
     context.setPositions(positions)
@@ -855,6 +906,17 @@ def _heavy_frame(context: openmm.Context, topology: app.Topology, heavy: np.ndar
     xyz_nm = _heavy_positions_nm(context, heavy)
     md_topology = mdtraj.Topology.from_openmm(topology).subset(heavy)
     return mdtraj.Trajectory(xyz_nm[None], md_topology)
+
+
+def _structure_heavy_atoms(
+    structure_pdb: Path, topology: app.Topology, heavy: np.ndarray
+) -> mdtraj.Trajectory:
+    """The heavy atoms of the prepared structure, in the simulated topology's order (the same file)."""
+    xyz_nm = app.PDBFile(str(structure_pdb)).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    if heavy.max() >= len(xyz_nm):  # explicit water is appended after the structure's atoms
+        raise RuntimeError(f"{structure_pdb}: {len(xyz_nm)} atoms, fewer than the simulated structure")
+    md_topology = mdtraj.Topology.from_openmm(topology).subset(heavy)
+    return mdtraj.Trajectory(xyz_nm[heavy][None].astype(np.float32), md_topology)
 
 
 def _heavy_positions_nm(context: openmm.Context, heavy: np.ndarray) -> np.ndarray:
@@ -954,8 +1016,6 @@ def simulate_peptides(
     other one checked to be free (not locked by a live run, no foreign NAME/ directory): a problem
     is raised as one UserError naming all the peptides concerned, and nothing is changed.
     """
-    from tqdm import tqdm
-
     if not sequences:
         raise SimulationSetupError("sequences is empty: give at least one peptide, e.g. sequences=[AAAA]")
     names = [check_sequence(str(sequence)) for sequence in sequences]
@@ -964,6 +1024,14 @@ def simulate_peptides(
     if n_jobs < 1:
         raise SimulationSetupError(f"n_jobs={n_jobs} must be >= 1")
     select_platform(protocol.platform)  # an unavailable platform is refused before anything starts
+    out_dir = make_out_dir(out_dir)
+    jobs = [RunJob(out_dir, RunInput(name), peptide_seed(base_seed, name)) for name in names]
+    run_jobs(jobs, protocol, n_jobs, show_progress, what="peptides")
+    return [verify_finished(out_dir, name) for name in names]
+
+
+def make_out_dir(out_dir: str | Path) -> Path:
+    """Create out_dir (and parents); a file in the way or a permission problem is a SimulationSetupError."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SimulationSetupError(f"out_dir {out_dir} exists and is not a directory")
@@ -973,38 +1041,53 @@ def simulate_peptides(
         raise SimulationSetupError(
             f"out_dir {out_dir}: cannot create it ({error.strerror or error})"
         ) from error
-    todo = _check_before_start(out_dir, names, protocol, base_seed)
+    return out_dir
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of ``run_jobs``: what to simulate, where (out_dir/NAME/) and with which seed."""
+
+    out_dir: Path
+    run: RunInput
+    seed: int
+
+
+def run_jobs(
+    jobs: Sequence[RunJob], protocol: SimulationProtocol, n_jobs: int, show_progress: bool, what: str
+) -> None:
+    """Check every job before any starts (``_check_before_start``), then simulate the unfinished ones
+    (n_jobs in parallel, spawned processes) with one progress bar."""
+    from tqdm import tqdm
+
+    todo = _check_before_start(jobs, protocol)
     bar = tqdm(
         total=round(len(todo) * protocol.last_frame_ps / 1000.0, 6),
         unit="ns",
-        desc=f"MD of {len(todo)}/{len(names)} peptides",
+        desc=f"MD of {len(todo)}/{len(jobs)} {what}",
         disable=not show_progress,
         mininterval=0.5 if sys.stderr.isatty() else 30.0,  # keep nohup logs short
         miniters=1,  # else tqdm learns a large stride from the fast fine-frame updates
         bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} ns [{elapsed}<{remaining}]",
     )
     if n_jobs == 1 or len(todo) <= 1:
-        for name in todo:
-            simulate_peptide(
-                name, out_dir, protocol, peptide_seed(base_seed, name), lambda ps: bar.update(ps / 1000)
-            )
+        for job in todo:
+            simulate_run(job.run, job.out_dir, protocol, job.seed, lambda ps: bar.update(ps / 1000))
     else:
-        _simulate_in_processes(todo, out_dir, protocol, base_seed, n_jobs, bar)
+        _simulate_in_processes(todo, protocol, n_jobs, bar)
     bar.close()
-    return [verify_finished(out_dir, name) for name in names]
 
 
-def _check_before_start(
-    out_dir: Path, names: list[str], protocol: SimulationProtocol, base_seed: int
-) -> list[str]:
-    """The names still to simulate, once every finished one is verified (files and settings) and every
+def _check_before_start(jobs: Sequence[RunJob], protocol: SimulationProtocol) -> list[RunJob]:
+    """The jobs still to simulate, once every finished one is verified (files and settings) and every
     other one is free."""
     corrupt, stale, busy, foreign, todo = [], [], [], [], []
-    for name in names:
+    for job in jobs:
+        out_dir, name = job.out_dir, job.run.name
         if is_finished(out_dir, name):
             try:
                 record = verify_finished(out_dir, name)
-                _check_same_protocol(out_dir, name, record, protocol, peptide_seed(base_seed, name))
+                _check_same_protocol(out_dir, name, record, protocol, job.seed)
             except CorruptOutputError as error:
                 corrupt.append(str(error))
             except StaleOutputError as error:
@@ -1014,7 +1097,7 @@ def _check_before_start(
         elif lock_is_held(out_dir / f"{name}{WORK_SUFFIX}"):
             busy.append(name)
         else:
-            todo.append(name)
+            todo.append(job)
     if corrupt:
         raise CorruptOutputError("; ".join(corrupt))
     if stale:
@@ -1031,9 +1114,7 @@ def _check_before_start(
     return todo
 
 
-def _simulate_in_processes(
-    names: list[str], out_dir: Path, protocol: SimulationProtocol, base_seed: int, n_jobs: int, bar
-) -> None:
+def _simulate_in_processes(jobs: list[RunJob], protocol: SimulationProtocol, n_jobs: int, bar) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy OpenMM's threads and locks
     ps_done = context.Queue()  # workers report production ps; this process draws one bar
     # Created (and so the workers spawned) from this thread, which lives as long as the run: the
@@ -1041,10 +1122,7 @@ def _simulate_in_processes(
     with ProcessPoolExecutor(
         n_jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), ps_done)
     ) as pool:
-        futures = {
-            pool.submit(_simulate_worker, name, out_dir, protocol, peptide_seed(base_seed, name)): name
-            for name in names
-        }
+        futures = {pool.submit(_simulate_worker, job, protocol): job.run.name for job in jobs}
         while not all(future.done() for future in futures):
             _drain_progress(ps_done, bar, wait_s=1.0)
         _drain_progress(ps_done, bar, wait_s=0.0)
@@ -1078,5 +1156,5 @@ def _init_worker(parent_pid: int, ps_done) -> None:
     _worker_progress = ps_done
 
 
-def _simulate_worker(name: str, out_dir: Path, protocol: SimulationProtocol, seed: int) -> None:
-    simulate_peptide(name, out_dir, protocol, seed, progress=_worker_progress.put)
+def _simulate_worker(job: RunJob, protocol: SimulationProtocol) -> None:
+    simulate_run(job.run, job.out_dir, protocol, job.seed, progress=_worker_progress.put)
