@@ -25,7 +25,7 @@ from mdgen.evaluation.layout import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import PathPeptideResult, PathSettings, evaluate_paths
-from mdgen.evaluation.proteins import ProteinPeptideResult, ProteinSettings, score_protein
+from mdgen.evaluation.proteins import ProteinPeptideResult, ProteinSettings, replica_rows, score_protein
 from mdgen.evaluation.upsampling import UpsamplingPeptideResult, UpsamplingSettings, evaluate_upsampling
 
 TASKS = ("forward", "interp", "upsample", "design", "protein")
@@ -146,9 +146,12 @@ def evaluate_protein_files(config: EvaluationConfig, name: str) -> ProteinPeptid
     reference, samples = match_groups(_reference(config, name), _samples(config, name))
     topology, _ = reference_files(config.reference_dir, name)
     structure, _ = match_atoms(load_trajectory(topology), samples.trajectories[0], samples.source)
-    return ProteinPeptideResult(
-        name, {"generated": score_protein(reference, samples, structure, config.protein)}
-    )
+    rows = {"generated": score_protein(reference, samples, structure, config.protein)}
+    rows |= replica_rows(reference, structure, config.protein)
+    notes = () if len(rows) > 1 else ("one MD trajectory: no replica-vs-replica reference rows",)
+    if config.make_plots:
+        plots.protein_rmsf(name, rows, config.plot_dir / f"{name}_rmsf.png")
+    return ProteinPeptideResult(name, rows, notes)
 
 
 EVALUATORS = {

@@ -195,3 +195,18 @@ def upsampling_curves(
     axes[0].legend(fontsize=6)
     fig.suptitle(f"{name}: torsion decorrelation C(lag), lag in ps", fontsize=10)
     return _save(fig, path)
+
+
+def protein_rmsf(name: str, rows: Mapping[str, object], path: Path) -> Path:
+    """CA RMSF per residue (Å): all MD and each row's ensemble (rows of `proteins.ProteinScores`)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    first = next(iter(rows.values()))
+    ax.plot(np.arange(1, first.n_residues + 1), first.md_rmsf_A, lw=1.5, **_REFERENCE_STYLE)
+    for row, scores in rows.items():
+        style = {"lw": 1.2} if row == "generated" else {"lw": 0.7, "ls": "--", "alpha": 0.7}
+        ax.plot(np.arange(1, scores.n_residues + 1), scores.generated_rmsf_A, label=row, **style)
+    ax.set_xlabel("residue")
+    ax.set_ylabel("CA RMSF (Å)")
+    ax.set_title(f"{name}: RMSF per residue", fontsize=9)
+    ax.legend(fontsize=6)
+    return _save(fig, path)

@@ -15,7 +15,6 @@ from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardPeptide
 from mdgen.evaluation.jsd import MAX_JS_DISTANCE
 from mdgen.evaluation.paths import REFERENCE_BRIDGE
 from mdgen.evaluation.pipelines import EvaluationConfig
-from mdgen.evaluation.proteins import NOT_IMPLEMENTED
 from mdgen.evaluation.report import aggregate_rows, aggregate_table, format_value, markdown_table
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED
 from mdgen.evaluation.validity import (
@@ -347,47 +346,81 @@ def design_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[st
     return sections, {"aggregate": aggregate}
 
 
-def protein_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[str], dict]:
-    aggregate = aggregate_rows({name: result.rows for name, result in results.items()})
-    scores = [r.scores for r in results.values()]
-    md_rmsf = np.concatenate([s.md_rmsf_A for s in scores]) if scores else np.zeros(0)
-    gen_rmsf = np.concatenate([s.generated_rmsf_A for s in scores]) if scores else np.zeros(0)
+PROTEIN_SUMMARY = (  # (label, key): medians over targets unless the label says otherwise
+    ("MD pairwise RMSD (Å)", "md_pairwise_rmsd_A"),
+    ("pairwise RMSD (Å)", "generated_pairwise_rmsd_A"),
+    ("pairwise RMSD r (across targets)", "pairwise_rmsd_pearson_r"),
+    ("MD RMSF (Å, median over residues)", "md_rmsf_median_A"),
+    ("RMSF (Å, median over residues)", "rmsf_median_A"),
+    ("global RMSF r (all residues)", "global_rmsf_pearson_r"),
+    ("per-target RMSF r", "rmsf_pearson_r"),
+    ("RMWD (Å)", "rmwd_A"),
+    ("RMWD translation (Å)", "rmwd_translation_A"),
+    ("RMWD variance (Å)", "rmwd_variance_A"),
+    ("MD-PCA W2 (Å)", "md_pca_w2_A"),
+    ("joint-PCA W2 (Å)", "joint_pca_w2_A"),
+    ("% targets PC sim > 0.5", "pc_sim_above_half_percent"),
+    ("weak contacts J", "weak_contacts_jaccard"),
+    ("transient contacts J", "transient_contacts_jaccard"),
+    ("exposed residues J", "exposed_residues_jaccard"),
+    ("exposure MI matrix ρ", "exposure_mi_spearman_rho"),
+    ("CA valid fraction (mean)", "ca_valid_fraction"),
+    ("CA break rate (mean)", "ca_break_rate"),
+    ("CA clash rate (mean)", "ca_clash_rate"),
+)
+_PROTEIN_MEANS = {"ca_valid_fraction", "ca_break_rate", "ca_clash_rate"}
+
+
+def protein_summary(scores: list) -> dict[str, float]:
+    """AlphaFlow's summary of one row over targets: medians of per-target values, correlations pooled
+    over targets (global RMSF r over all residues, pairwise-RMSD r over targets), % PC sim > 0.5."""
+    correlate = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if len(a) >= 3 else float("nan")  # noqa: E731
+    median = lambda values: float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")  # noqa: E731
+    md_rmsf = np.concatenate([s.md_rmsf_A for s in scores])
+    gen_rmsf = np.concatenate([s.generated_rmsf_A for s in scores])
     md_pair = np.asarray([s.md_pairwise_rmsd_A for s in scores])
     gen_pair = np.asarray([s.generated_pairwise_rmsd_A for s in scores])
-    correlate = lambda a, b: float(np.corrcoef(a, b)[0, 1]) if len(a) >= 3 else float("nan")  # noqa: E731
-    cross = {
+    summary = {
+        "md_rmsf_median_A": float(np.median(md_rmsf)),
+        "rmsf_median_A": float(np.median(gen_rmsf)),
         "global_rmsf_pearson_r": correlate(md_rmsf, gen_rmsf),
         "pairwise_rmsd_pearson_r": correlate(md_pair, gen_pair),
+        "pc_sim_above_half_percent": 100.0 * float(np.mean([s.pc1_cosine_similarity > 0.5 for s in scores])),
     }
-    medians = markdown_table(
-        ["metric", "median over targets"],
+    for _, key in PROTEIN_SUMMARY:
+        if key not in summary:
+            values = np.asarray([getattr(s, key) for s in scores], dtype=float)
+            summary[key] = float(np.nanmean(values)) if key in _PROTEIN_MEANS else median(values)
+    return summary
+
+
+def protein_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[str], dict]:
+    aggregate = aggregate_rows({name: result.rows for name, result in results.items()})
+    row_names = list(dict.fromkeys(row for result in results.values() for row in result.rows))
+    summaries = {
+        row: protein_summary([r.rows[row] for r in results.values() if row in r.rows]) for row in row_names
+    }
+    counts = {row: sum(row in r.rows for r in results.values()) for row in row_names}
+    table = markdown_table(
+        ["metric"] + [f"{row} (n={counts[row]})" for row in row_names],
         [
-            [metric, format_value(float(np.nanmedian([getattr(s, metric) for s in scores])))]
-            for metric in (
-                "rmsf_pearson_r",
-                "md_pairwise_rmsd_A",
-                "generated_pairwise_rmsd_A",
-                "rmwd_A",
-                "rmwd_translation_A",
-                "rmwd_variance_A",
-                "md_pca_w2_A",
-                "weak_contacts_jaccard",
-                "transient_contacts_jaccard",
-            )
-        ]
-        + [
-            ["global RMSF r (all residues)", format_value(cross["global_rmsf_pearson_r"])],
-            ["pairwise-RMSD r (across targets)", format_value(cross["pairwise_rmsd_pearson_r"])],
+            [label] + [format_value(summaries[row][key]) for row in row_names]
+            for label, key in PROTEIN_SUMMARY
         ],
     )
     sections = [
-        "## Protein ensembles (CA atoms)\n\n"
-        + medians
-        + "\n\nNot implemented: "
-        + ", ".join(NOT_IMPLEMENTED)
-        + ".",
+        "## Protein ensembles (AlphaFlow's ATLAS summary)\n\n"
+        + table
+        + "\n\nColumns: the generated ensemble against all MD, and each MD replica against the other "
+        "replicas pooled (the scale of what matching MD means with this much sampling). CA atoms superposed on "
+        "the reference structure, except exposure (side-chain SASA, Shrake-Rupley, probe "
+        f"{config.protein.sasa_probe_nm} nm, exposed above {config.protein.exposure_threshold_nm2} nm², heavy "
+        "atoms). Validity: CA(i)-CA(i+1) in "
+        f"[{CA_CA_RANGE_A[0]}, {CA_CA_RANGE_A[1]}] Å ([{CA_CA_BEFORE_PROLINE_RANGE_A[0]}, "
+        f"{CA_CA_BEFORE_PROLINE_RANGE_A[1]}] Å before Pro), no CA pair ≥ 2 residues apart closer than "
+        f"{config.protein.ca_clash_A} Å. Definitions: `mdgen/evaluation/proteins.py`.",
     ]
-    return sections, {"aggregate": aggregate, "pooled": cross}
+    return sections, {"aggregate": aggregate, "pooled": summaries}
 
 
 TASK_SECTIONS = {
