@@ -112,7 +112,8 @@ def train(cfg: DictConfig) -> float | None:
         ):
             # The checkpoint callbacks write at validation ends; keep the state where training stopped
             # (max_steps / max_time between validations) too. Every rank calls this; rank 0 writes.
-            trainer.save_checkpoint(checkpoint_dir / "last.ckpt")
+            # weights_only=False: the full state to resume (optimizer, loops, callbacks), said explicitly
+            trainer.save_checkpoint(checkpoint_dir / "last.ckpt", weights_only=False)
     metric = trainer.callback_metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     if metric is None:
         log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
