@@ -1,10 +1,12 @@
 """Tests added for mutants of the evaluation metric modules that survived `make mutate`
-(experiments/tests/README.md): transition selection for paths and the report's relaxation-time text.
+(experiments/tests/README.md): transition selection for paths, the report's relaxation-time text, and
+empty histograms.
 """
 
 import numpy as np
 import pytest
 
+from mdgen.evaluation import jsd
 from mdgen.evaluation.bridge import select_transition
 from mdgen.evaluation.decorrelation import RelaxationTime
 
@@ -32,3 +34,9 @@ def test_relaxation_time_text_in_the_report():
     assert RelaxationTime(123.456, "measured", 1000.0).describe() == "123 ps"
     assert RelaxationTime(float("nan"), "censored", 1000.0).describe() == ">1000 ps"
     assert RelaxationTime(float("nan"), "static", 1000.0).describe() == "static"
+
+
+def test_an_empty_sample_histogram_is_refused_too():
+    """The old test emptied only the reference side; `q.sum() < 0` let an empty sample through (NaN)."""
+    with pytest.raises(ValueError, match="cannot compare an empty histogram"):
+        jsd.js_distance(np.ones(3), np.zeros(3))

@@ -107,6 +107,17 @@ def test_joint_range_histogram_spans_min_to_max_of_both_samples(bins):
         )
 
 
+def test_joint_range_bin_count_decides_which_values_share_a_bin():
+    """Range [0, 1] (both samples hold 0 and 1); 0.4905 and 0.4995 share bin 49 of 100 but not of 99 or
+    101 bins. Empty bins do not change a JS distance, so the closed forms above cannot see bins + 1."""
+    reference = np.array([0.0, 1.0, 0.4905])[:, None]
+    sample = np.array([0.0, 1.0, 0.4995])[:, None]
+    assert jsd.joint_range_jsd(reference, sample, 100) == 0.0
+    # split: P = (1/3, 1/3, 0, 1/3), Q = (1/3, 0, 1/3, 1/3), so JS = (1/3) ln 2 (two bins of 1/3 vs 1/6)
+    for bins in (99, 101):
+        assert jsd.joint_range_jsd(reference, sample, bins) == pytest.approx(math.sqrt(math.log(2) / 3))
+
+
 # ---- TICA lag vs MSM lag ----------------------------------------------------------------------------
 
 
