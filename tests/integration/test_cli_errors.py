@@ -74,7 +74,7 @@ def one_error_line(stderr: str, command: str) -> str:
         (("num_rollouts=two",), "num_rollouts='two': expected an integer"),
         (("device=tpu",), "device='tpu' is not one of"),
         (("precision=16",), "precision='16' is not one of"),
-        (("sampler.method=rk4",), "sampler method 'rk4' is not one of"),
+        (("sampler.method=leapfrog",), "sampler method 'leapfrog' is not one of"),
         (("sampler.num_steps=abc",), "sampler.num_steps='abc': expected an integer"),
         (("overwrite=maybe",), "overwrite='maybe': expected true or false"),
         (("name=../../x",), "name='../../x' must be a plain file name"),
