@@ -145,9 +145,15 @@ def remove_clashes(
             step_delta = delta[active].clone().requires_grad_(True)
             moved = angles[active] + step_delta * free
             atoms = chain_atom14(torch.stack([moved.sin(), moved.cos()], dim=-1), aatype)
-            shortfall = torch.relu(target - _pair_distances(atoms, pairs))  # (n_active, P)
-            (gradient,) = torch.autograd.grad((shortfall**2).sum(), step_delta)
-        clear = shortfall.detach().amax(-1) == 0
+            with torch.no_grad():
+                shortfall = torch.relu(target - _pair_distances(atoms, pairs))  # (n_active, P)
+            # Only pairs short of their target in some frame have a gradient: differentiate those alone
+            # (the same gradient; the backward pass through all pairs was most of the cost).
+            short = (shortfall > 0).any(0)  # (P,)
+            short_pairs = StericPairs(pairs.first[short], pairs.second[short], target[short])
+            energy = (torch.relu(short_pairs.min_distance_A - _pair_distances(atoms, short_pairs)) ** 2).sum()
+            (gradient,) = torch.autograd.grad(energy, step_delta)
+        clear = shortfall.amax(-1) == 0
         gradient = gradient * free
         scale = step_rad * 0.95 ** (steps - 1) / gradient.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
         delta[active[~clear]] -= (scale * gradient)[~clear]
