@@ -48,7 +48,8 @@ lint: install ## ruff check + format check
 # peptides from their first MD frame, evaluate against their MD. A re-run resumes or skips finished steps.
 DEMO_DIR ?= outputs/demo
 DEMO_CKPT := $(DEMO_DIR)/train/checkpoints/last.ckpt
-DEMO_SAMPLE_ARGS ?= num_rollouts=8 num_chunks=5 per_rollout_files=true batch_size=8 base_seed=0
+# sampler=heun: the sampler of the recorded demo run (experiments/demo/README.md)
+DEMO_SAMPLE_ARGS ?= num_rollouts=8 num_chunks=5 per_rollout_files=true batch_size=8 base_seed=0 sampler=heun
 
 demo: install ## train, sample and evaluate on data/demo (2 CPU cores, < 25 min); report in outputs/demo/report.md
 	@echo "== [1/3] training experiment=demo_forward on data/demo (fixed budget, see conf/experiment/demo_forward.yaml)"
