@@ -43,6 +43,7 @@ def untrained_forward_ckpt(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~15 s: a benchmark script end to end (make test-full)
 def test_speed_vs_md_records_finite_rates_and_their_ratio(untrained_forward_ckpt, tmp_path):
     out = tmp_path / "speed.json"
     result = run_script(
@@ -102,6 +103,7 @@ def write_samples(samples_dir: Path, wall_s: float) -> None:
     write_summary(samples_dir, report)
 
 
+@pytest.mark.slow  # ~17 s: a benchmark script end to end (make test-full)
 def test_equal_cost_quality_truncates_md_to_the_cost_of_the_samples(tmp_path):
     write_samples(tmp_path / "samples", wall_s=3.0)
     md_rate = {"timestep_fs": 4.0, "hydrogen_mass_amu": 1.5, "platform": "CPU", "threads": 1}

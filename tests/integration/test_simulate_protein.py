@@ -25,6 +25,9 @@ from mdgen.data.simulate_proteins import (
     verify_protein,
 )
 
+# Real OpenMM MD of villin (~40 s for the module): make test-full, not the fast suite.
+pytestmark = pytest.mark.slow
+
 VILLIN_PDB = Path(pdbfixer.__file__).parent / "tests" / "data" / "test.pdb"
 VILLIN_SEQUENCE = "MLSDEDFKAVFGMTRSAFANLPLWKQQNLKKEKGLF"  # 1VII SEQRES, read off the file's header
 BASE_SEED = 5
@@ -142,7 +145,13 @@ def test_finished_protein_is_skipped_and_other_settings_refused(villin, monkeypa
         )  # fmt: skip
     with pytest.raises(StaleOutputError, match=r"replicas=2 \(requested 3\)"):
         simulate_proteins(
-            [VILLIN_PDB], out_dir, TINY, names=["villin"], replicas=3, base_seed=BASE_SEED, show_progress=False
+            [VILLIN_PDB],
+            out_dir,
+            TINY,
+            names=["villin"],
+            replicas=3,
+            base_seed=BASE_SEED,
+            show_progress=False,
         )
 
 
@@ -163,7 +172,9 @@ def test_killed_before_assembly_resumes_without_simulating_again(tmp_path, monke
     monkeypatch.setattr(simulate_proteins_module, "_assemble", real_assemble)
     monkeypatch.setattr(simulate_proteins_module, "prepare_structure", killed)  # must reuse prepared.pdb
     monkeypatch.setattr("mdgen.data.simulate._simulate_locked", killed)  # the replica is finished
-    [record] = simulate_proteins([VILLIN_PDB], tmp_path, protocol, names=["v"], replicas=1, show_progress=False)
+    [record] = simulate_proteins(
+        [VILLIN_PDB], tmp_path, protocol, names=["v"], replicas=1, show_progress=False
+    )
     assert os.listdir(tmp_path) == ["v"] and record.num_frames == 1
 
 
