@@ -259,6 +259,27 @@ def is_finished(out_dir: Path, name: str) -> bool:
     return (Path(out_dir) / name / INFO_FILE).is_file()
 
 
+def corrupt_finished_output(directory: Path, name: str, problem: str) -> CorruptOutputError:
+    """The error for a finished output directory whose files disagree with its info.json."""
+    return CorruptOutputError(
+        f"{directory} is marked finished ({INFO_FILE}) but {problem}; it was left untouched: move it "
+        f"away to simulate {name} again"
+    )
+
+
+def verified_pdb_atoms(directory: Path, name: str, num_heavy_atoms: int) -> int:
+    """Atoms of a finished DIRECTORY/NAME.pdb, which must be `num_heavy_atoms` (CorruptOutputError if not)."""
+    try:
+        atoms = mdtraj.load_topology(str(directory / f"{name}.pdb")).n_atoms
+    except Exception as error:  # mdtraj raises many types for missing or corrupt files
+        raise corrupt_finished_output(directory, name, f"{name}.pdb cannot be read ({error})") from error
+    if atoms != num_heavy_atoms:
+        raise corrupt_finished_output(
+            directory, name, f"{name}.pdb has {atoms} atoms, {INFO_FILE} says {num_heavy_atoms}"
+        )
+    return atoms
+
+
 def verify_finished(out_dir: str | Path, name: str) -> PeptideSimulationRecord:
     """The record of a finished peptide, after checking its files against it.
 
@@ -270,10 +291,7 @@ def verify_finished(out_dir: str | Path, name: str) -> PeptideSimulationRecord:
     directory = Path(out_dir) / name
 
     def corrupt(problem: str) -> CorruptOutputError:
-        return CorruptOutputError(
-            f"{directory} is marked finished ({INFO_FILE}) but {problem}; it was left untouched: move it "
-            f"away to simulate {name} again"
-        )
+        return corrupt_finished_output(directory, name, problem)
 
     try:
         record = PeptideSimulationRecord(**json.loads((directory / INFO_FILE).read_text()))
@@ -281,12 +299,7 @@ def verify_finished(out_dir: str | Path, name: str) -> PeptideSimulationRecord:
         raise corrupt(f"its {INFO_FILE} is not a simulate record ({error})") from error
     if record.sequence != name:
         raise corrupt(f"its {INFO_FILE} describes {record.sequence!r}")
-    try:
-        pdb_atoms = mdtraj.load_topology(str(directory / f"{name}.pdb")).n_atoms
-    except Exception as error:  # mdtraj raises many types for missing or corrupt files
-        raise corrupt(f"{name}.pdb cannot be read ({error})") from error
-    if pdb_atoms != record.num_heavy_atoms:
-        raise corrupt(f"{name}.pdb has {pdb_atoms} atoms, {INFO_FILE} says {record.num_heavy_atoms}")
+    pdb_atoms = verified_pdb_atoms(directory, name, record.num_heavy_atoms)
     trajectories = [(f"{name}.xtc", record.num_frames, record.coarse_interval_ps)]
     if record.num_fine_frames:
         trajectories.append((f"{name}_fine.xtc", record.num_fine_frames, record.fine_interval_fs / 1000.0))

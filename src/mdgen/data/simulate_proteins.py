@@ -49,12 +49,14 @@ from mdgen.data.simulate import (
     SimulationSetupError,
     StaleOutputError,
     _trajectory_problem,
+    corrupt_finished_output,
     make_out_dir,
     peptide_lock,
     peptide_seed,
     protocol_differences,
     run_jobs,
     select_platform,
+    verified_pdb_atoms,
     verify_finished,
 )
 from mdgen.errors import UserError
@@ -218,10 +220,7 @@ def verify_protein(out_dir: Path, name: str) -> ProteinSimulationRecord:
     directory = Path(out_dir) / name
 
     def corrupt(problem: str) -> CorruptOutputError:
-        return CorruptOutputError(
-            f"{directory} is marked finished ({INFO_FILE}) but {problem}; it was left untouched: move it "
-            f"away to simulate {name} again"
-        )
+        return corrupt_finished_output(directory, name, problem)
 
     try:
         record = ProteinSimulationRecord(**json.loads((directory / INFO_FILE).read_text()))
@@ -230,12 +229,7 @@ def verify_protein(out_dir: Path, name: str) -> ProteinSimulationRecord:
         raise corrupt(f"its {INFO_FILE} is not a protein simulate record ({error})") from error
     if record.name != name:
         raise corrupt(f"its {INFO_FILE} describes {record.name!r}")
-    try:
-        atoms = mdtraj.load_topology(str(directory / f"{name}.pdb")).n_atoms
-    except Exception as error:  # mdtraj raises many types for missing or corrupt files
-        raise corrupt(f"{name}.pdb cannot be read ({error})") from error
-    if atoms != record.num_heavy_atoms:
-        raise corrupt(f"{name}.pdb has {atoms} atoms, {INFO_FILE} says {record.num_heavy_atoms}")
+    atoms = verified_pdb_atoms(directory, name, record.num_heavy_atoms)
     for index, replica in enumerate(replicas, start=1):
         file_name = atlas_trajectory_name(name, index)
         problem = _trajectory_problem(
