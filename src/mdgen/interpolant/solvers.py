@@ -53,23 +53,21 @@ def solve_ode(
         nfe += 1
         return velocity_fn(t.expand(x.shape[0]), x)
 
-    if method in FIXED_GRID_METHODS:
+    if method in FIXED_GRID_METHODS or method in MULTISTEP_METHODS:
         if num_steps < 2:
             raise ValueError(f"num_steps must be >= 2 grid points for {method}, got {num_steps}")
         grid = torch.linspace(t0, t1, num_steps, dtype=x0.dtype, device=x0.device)
-        path = odeint(counted_velocity, x0, grid, method=FIXED_GRID_METHODS[method])
-    elif method == "ab2":
-        if num_steps < 2:
-            raise ValueError(f"num_steps must be >= 2 grid points for {method}, got {num_steps}")
-        grid = torch.linspace(t0, t1, num_steps, dtype=x0.dtype, device=x0.device)
-        path = [adams_bashforth2(counted_velocity, x0, grid)]
+        if method == "ab2":
+            x1 = adams_bashforth2(counted_velocity, x0, grid)
+        else:
+            x1 = odeint(counted_velocity, x0, grid, method=FIXED_GRID_METHODS[method])[-1]
     elif method in ADAPTIVE_METHODS:
         ends = torch.tensor([t0, t1], dtype=x0.dtype, device=x0.device)
-        path = odeint(counted_velocity, x0, ends, method=ADAPTIVE_METHODS[method], atol=atol, rtol=rtol)
+        x1 = odeint(counted_velocity, x0, ends, method=ADAPTIVE_METHODS[method], atol=atol, rtol=rtol)[-1]
     else:
         known = sorted(ODE_METHODS)
         raise ValueError(f"unknown ODE method {method!r}; choose one of {known}")
-    return ODESolution(x1=path[-1], nfe=nfe)
+    return ODESolution(x1=x1, nfe=nfe)
 
 
 ODE_METHODS = (*FIXED_GRID_METHODS, *MULTISTEP_METHODS, *ADAPTIVE_METHODS)
