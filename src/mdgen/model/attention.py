@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from mdgen.model.layers import linear
@@ -58,15 +57,18 @@ class SinkAttention(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """x: (N, S, D); positions: (S,) or (N, S); key_mask: (N, S) bool, True = real key. -> (N, S, D)."""
-        num_sequences = x.shape[0]
+        num_sequences, length, embed_dim = x.shape
+        head_dim = embed_dim // self.num_heads
+        # Plain views instead of einops here: this runs six times per network evaluation.
         q, k, v = (
-            rearrange(proj(x), "n s (h d) -> n h s d", h=self.num_heads)
+            proj(x).view(num_sequences, length, self.num_heads, head_dim).transpose(1, 2)
             for proj in (self.q_proj, self.k_proj, self.v_proj)
-        )
-        q, k = self.rotary(q, positions), self.rotary(k, positions)
+        )  # (N, H, S, d)
+        cos, sin = self.rotary.tables(positions, x.dtype)  # one table for queries and keys
+        q, k = self.rotary.rotate(q, cos, sin), self.rotary.rotate(k, cos, sin)
         sink_key = self._sink(self.sink_key, num_sequences, k.dtype)  # (N, H, 1, d)
         if self.sink_position == "original":
-            sink_key = self.rotary(sink_key, torch.tensor([x.shape[1]], device=x.device))  # position S
+            sink_key = self.rotary(sink_key, torch.tensor([length], device=x.device))  # position S
         sink_value = self._sink(self.sink_value, num_sequences, v.dtype)
         k, v = torch.cat([k, sink_key], dim=2), torch.cat([v, sink_value], dim=2)  # (N, H, S + 1, d)
 
@@ -77,8 +79,8 @@ class SinkAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (N, H, S, d)
-        return self.out_proj(rearrange(out, "n h s d -> n s (h d)"))
+        return self.out_proj(out.transpose(1, 2).reshape(num_sequences, length, embed_dim))
 
     def _sink(self, vector: Tensor, num_sequences: int, dtype: torch.dtype) -> Tensor:
-        sink = rearrange(vector, "(h d) -> 1 h 1 d", h=self.num_heads)
+        sink = vector.view(1, self.num_heads, 1, -1)
         return sink.to(dtype).expand(num_sequences, -1, -1, -1)

@@ -20,12 +20,20 @@ class RotaryEmbedding(nn.Module):
         inverse_frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inverse_frequency", inverse_frequency, persistent=False)  # (d/2,)
 
-    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
-        """x: (N, H, S, d); positions: (S,) shared or (N, S) per sequence. Returns x rotated, same shape."""
+    def tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos and sin of the rotation angles for positions (S,) or (N, S): (S, d) or (N, 1, S, d)."""
         angles = positions.float()[..., None] * self.inverse_frequency  # (..., S, d/2)
         angles = torch.cat([angles, angles], dim=-1)  # (..., S, d)
         if angles.dim() == 3:
             angles = angles.unsqueeze(1)  # (N, 1, S, d): broadcast over heads
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+    @staticmethod
+    def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """x (N, H, S, d) rotated by the angles whose `tables` are cos, sin."""
         first, second = x.chunk(2, dim=-1)
         return x * cos + torch.cat([-second, first], dim=-1) * sin
+
+    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """x: (N, H, S, d); positions: (S,) shared or (N, S) per sequence. Returns x rotated, same shape."""
+        return self.rotate(x, *self.tables(positions, x.dtype))
