@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 RESTYPES = "ARNDCQEGHILKMFPSTWYV"
-UNKNOWN_AATYPE = 20
-NUM_AATYPES = 21  # 20 standard + unknown
+NUM_AMINO_ACIDS = len(RESTYPES)  # 20 standard residues (also the width of the design simplex)
+UNKNOWN_AATYPE = NUM_AMINO_ACIDS  # index 20
+NUM_AATYPES = NUM_AMINO_ACIDS + 1  # 20 standard + unknown
 
 RESTYPE_1TO3 = {
     "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU",

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mdgen.constants import NUM_AMINO_ACIDS
 from mdgen.errors import UserError
 from mdgen.interpolant import masked_mse, solve_ode
-from mdgen.tasks import NUM_AMINO_ACIDS, TaskInputs, TaskSpec
+from mdgen.tasks import TaskInputs, TaskSpec
 
 log = logging.getLogger(__name__)
 

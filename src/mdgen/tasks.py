@@ -21,16 +21,7 @@ from torch import Tensor
 
 from mdgen.constants import UNKNOWN_AATYPE
 from mdgen.interpolant.solvers import ODE_METHODS
-from mdgen.tokens import tokens_from_features, translation_slice
-
-NUM_AMINO_ACIDS = 20
-OFFSET_WIDTH = 7  # per key frame: unit quaternion (4) + translation in Å (3)
-TORSION_WIDTH = 14  # 7 torsions x (sin, cos)
-
-
-def continuous_token_width(num_key_frames: int) -> int:
-    """Width of the continuous token: 7 offset channels per key frame + 14 torsion channels."""
-    return OFFSET_WIDTH * num_key_frames + TORSION_WIDTH
+from mdgen.tokens import token_width, tokens_from_features, torsion_slice, translation_slice
 
 
 def _int_tuple(values: Iterable[Any] | None, field: str) -> tuple[int, ...]:
@@ -168,7 +159,7 @@ class TaskSpec:
         if self.ode_method not in ODE_METHODS:
             raise ValueError(f"{where}: ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
         self._check_or_derive("num_key_frames", len(self.key_frames))
-        self._check_or_derive("token_dim", continuous_token_width(len(self.key_frames)))
+        self._check_or_derive("token_dim", token_width(len(self.key_frames)))
 
     def _check_or_derive(self, field: str, expected: int) -> None:
         given = getattr(self, field)
@@ -260,9 +251,10 @@ class TaskSpec:
             raise RuntimeError(
                 f"task {self.name!r}: tokens have {tokens.shape[-1]} channels, expected {self.token_dim}"
             )
-        offset_width = OFFSET_WIDTH * len(key_frames)
+        torsion_channels = torsion_slice(len(key_frames))
+        offset_width = torsion_channels.start  # 7 per key frame
         if self.no_torsion:
-            tokens = torch.cat([tokens[..., :offset_width], torch.zeros_like(tokens[..., offset_width:])], -1)
+            tokens = torch.cat([tokens[..., :offset_width], torch.zeros_like(tokens[..., torsion_channels])], -1)
         tokens = self.tokens_in_model_units(tokens)
 
         frame_given = self.frame_cond_mask(num_frames).to(device)  # (T,)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mdgen.constants import NUM_AMINO_ACIDS
 from mdgen.model.blocks import (
     FinalLayer,
     IPATrunkLayer,
@@ -19,7 +20,6 @@ from mdgen.model.ipa import InvariantPointAttention
 from mdgen.model.layers import linear
 from mdgen.model.trunk import KeyFrameTrunk
 
-NUM_AMINO_ACIDS = 20
 RESIDUE_POS_EMBS = ("rotary", "table")
 
 

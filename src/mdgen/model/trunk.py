@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mdgen.constants import NUM_AATYPES  # 20 amino acids + unknown/masked
 from mdgen.geometry import relative_rigid, rotation_to_quaternion
 from mdgen.model.blocks import IPATrunkLayer, run_layer
 from mdgen.model.layers import linear
 
-NUM_AATYPES = 21  # 20 amino acids + unknown/masked
 OFFSET_DIM = 7  # quaternion (w, x, y, z) + translation (Å)
 
 
