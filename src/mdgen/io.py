@@ -18,10 +18,12 @@ import numpy as np
 
 from mdgen import constants as rc
 from mdgen.errors import UserError
+from mdgen.timesteps import timestep_from_stamps
 
 logger = logging.getLogger(__name__)
 
 TRAJECTORY_SUFFIXES = (".xtc", ".dcd", ".h5", ".pdb")
+_UNTIMED_SUFFIXES = (".pdb", ".dcd")  # formats without time stamps
 _NM_PER_ANGSTROM = 0.1
 _DROPPED_ATOMS = frozenset({"OXT"})  # terminal carboxylate O: not part of atom14
 # Prochiral methyls named by IUPAC: the dihedral over (first, b, c, last) is positive. Builders do not
@@ -56,6 +58,7 @@ class Trajectory:
     atom14_mask: np.ndarray  # (L, 14) bool, atoms present in the file
     aatype: np.ndarray  # (L,) int64, RESTYPES order
     timestep_ps: float  # time between stored frames (stride included); nan when the file has no time
+    # stamps (PDB, DCD) or one frame; uneven stamps raise mdgen.timesteps.TimeStepError
     sequence: str  # one-letter, length L
     residue_index: np.ndarray  # (L,) int64, 0-based position in the chain
     source: str  # the file the coordinates came from
@@ -374,16 +377,11 @@ def _check_complete_residues(layout: _Atom14Layout, topology: md.Topology, path:
 
 
 def _timestep_ps(traj: md.Trajectory, path: Path) -> float:
-    """Spacing of the stored (already strided) frames from the file's time stamps; nan if undefined."""
-    if path.suffix.lower() == ".pdb" or traj.n_frames < 2:
+    """Spacing of the stored (already strided) frames from the file's time stamps; nan where the file has
+    none (PDB models; DCD, where mdtraj reports frame numbers) or holds a single frame."""
+    if path.suffix.lower() in _UNTIMED_SUFFIXES or traj.n_frames < 2:
         return float("nan")
-    steps = np.diff(traj.time.astype(np.float64))
-    timestep = float(np.median(steps))
-    if timestep <= 0 or np.abs(steps - timestep).max() > 1e-2 * timestep:
-        raise TrajectoryError(
-            f"{path}: time stamps are not evenly spaced (steps from {steps.min()} to {steps.max()} ps)"
-        )
-    return timestep
+    return timestep_from_stamps(traj.time, path)
 
 
 def write_trajectory(

@@ -13,6 +13,7 @@ from mdgen.evaluation.loading import (
     load_trajectory,
     match_atoms,
 )
+from mdgen.timesteps import TimeStepError
 
 
 def test_torsions_are_ordered_by_residue_and_paired_per_residue(tmp_path):
@@ -67,7 +68,7 @@ def test_loading_checks_files_and_time_stamps(tmp_path):
     with pytest.raises(EvaluationInputError, match="missing.xtc: file not found"):
         load_trajectory(tmp_path / "X.pdb", tmp_path / "missing.xtc")
     frozen_clock = md.Trajectory(loaded.xyz, loaded.topology, time=np.zeros(loaded.n_frames))
-    with pytest.raises(EvaluationInputError, match="not uniformly increasing"):
+    with pytest.raises(TimeStepError, match="frozen.xtc: time stamps are not uniformly increasing"):
         TrajectoryGroup.from_trajectories([frozen_clock], "frozen.xtc")
 
 

@@ -108,6 +108,8 @@ def test_read_dcd(tmp_path: Path, trajectory_dir: Path, flrh: Trajectory):
     md.load(trajectory_dir / "FLRH.xtc", top=trajectory_dir / "FLRH.pdb").save_dcd(str(tmp_path / "FLRH.dcd"))
     traj = read_trajectory(trajectory_dir / "FLRH.pdb", tmp_path / "FLRH.dcd")
     assert np.allclose(traj.atom14, flrh.atom14, atol=1e-3)
+    # DCD has no time stamps (mdtraj reports frame numbers 0, 1, 2, ...): a 1 ps spacing would be a lie
+    assert math.isnan(traj.timestep_ps)
 
 
 def test_read_h5(tmp_path: Path, trajectory_dir: Path, flrh: Trajectory):

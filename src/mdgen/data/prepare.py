@@ -46,13 +46,13 @@ from mdgen.data.cache import (
 from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
 from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
-from mdgen.io import TrajectoryError, read_trajectory
+from mdgen.io import read_trajectory
+from mdgen.timesteps import same_timestep, timestep_from_stamps
 from mdgen.tokens import frame_features
 
 logger = logging.getLogger(__name__)
 
 _INTERVAL_TOLERANCE = 1e-6  # relative
-_TIMESTAMP_TOLERANCE = 1e-3  # relative; XTC stores time stamps as float32
 
 PREPARED, UP_TO_DATE, FAILED = "prepared", "up_to_date", "failed"
 
@@ -121,7 +121,7 @@ def probe_time_stamps(trajectory_path: Path) -> tuple[int, float]:
     """Read the first (up to) two frames: (how many there are, time between them in ps or nan).
 
     The interval is nan for DCD files, which carry no time (mdtraj reports frame numbers), and for a
-    single-frame file.
+    single-frame file; otherwise `mdgen.timesteps.timestep_from_stamps` of the two stamps.
     """
     try:
         with mdtraj.open(str(trajectory_path)) as handle:
@@ -131,13 +131,7 @@ def probe_time_stamps(trajectory_path: Path) -> tuple[int, float]:
     num_frames = len(first_frames[0])
     if trajectory_path.suffix.lower() == ".dcd" or num_frames < 2:
         return num_frames, math.nan
-    time_ps = first_frames[1]
-    interval = float(time_ps[1]) - float(time_ps[0])
-    if not interval > 0:
-        raise PrepareError(
-            f"{trajectory_path}: time stamps do not increase ({time_ps[0]} then {time_ps[1]} ps)"
-        )
-    return num_frames, float(f"{interval:.6g}")  # float32 stamps: 0.2 - 0.1 = 0.10000000149
+    return num_frames, timestep_from_stamps(first_frames[1], trajectory_path)
 
 
 def output_stride(source_interval: float, interval_ps: float | None, trajectory_path: Path) -> int:
@@ -176,7 +170,7 @@ def prepare_entry(source: SourceEntry, cache_dir: str | Path, options: PrepareOp
     """Prepare one entry, or confirm that it is up to date; never raises for bad data."""
     try:
         return _prepare_entry(source, Path(cache_dir), options)
-    except (PrepareError, TrajectoryError, CacheError, OSError) as error:
+    except (UserError, OSError) as error:  # PrepareError, TrajectoryError, TimeStepError, CacheError
         return EntryOutcome(source.name, FAILED, problem=str(error))
     except Exception as error:  # a bug or an unforeseen input: still report it against this entry
         logger.exception("unexpected error while preparing %s", source.name)
@@ -212,7 +206,7 @@ def _prepare_entry(source: SourceEntry, cache_dir: Path, options: PrepareOptions
 
     trajectory = read_trajectory(source.topology_path, source.trajectory_path, stride=stride)
     if not timestep_from_config and not math.isnan(trajectory.timestep_ps):
-        if not math.isclose(trajectory.timestep_ps, interval_ps, rel_tol=_TIMESTAMP_TOLERANCE):
+        if not same_timestep(trajectory.timestep_ps, interval_ps):
             raise PrepareError(
                 f"{source.trajectory_path}: frames are {trajectory.timestep_ps} ps apart after striding by "
                 f"{stride}, expected {interval_ps} ps from the first two time stamps"

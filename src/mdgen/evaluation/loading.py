@@ -1,7 +1,8 @@
 """Read trajectories for evaluation and put sample and reference on the same atoms and time axis.
 
 Everything is read with mdtraj (`md.load(xtc, top=pdb)`), heavy atoms only. Time comes from each
-trajectory's own XTC time stamps, so lags given in ps are converted per trajectory (`frames_for`).
+trajectory's own XTC time stamps (`mdgen.timesteps.timestep_from_stamps`), so lags given in ps are
+converted per trajectory (`frames_for`).
 Errors are `EvaluationInputError` with the offending file in the message.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from mdgen.errors import UserError
 from mdgen.io import rename_prochiral_atoms_to_iupac
+from mdgen.timesteps import same_timestep, timestep_from_stamps
 
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:
 # atom14 decoders do not build the C-terminal second oxygen.
@@ -72,24 +74,6 @@ def load_trajectory(
     # Reference MD may name Leu/Val methyls the other way round from mdgen's outputs; without this,
     # Leu chi2 of sample and reference would differ by ~120 degrees.
     return rename_prochiral_atoms_to_iupac(traj)
-
-
-def timestep_ps(traj: md.Trajectory, source: Path | str) -> float:
-    """Spacing of the XTC time stamps in ps (6 significant digits); they must be uniform and increasing."""
-    if traj.n_frames < 2:
-        raise EvaluationInputError(f"{source}: needs at least 2 frames to define a timestep")
-    time = traj.time.astype(np.float64)
-    steps = np.diff(time)
-    # XTC time stamps are float32 (0.1 ps reads back as 0.1000061 at t ~ 500 ps): use the mean spacing,
-    # rounded to 6 significant digits
-    step = float(f"{(time[-1] - time[0]) / (len(time) - 1):.6g}")
-    float32_jitter = 4 * np.finfo(np.float32).eps * np.abs(time).max()
-    if step <= 0 or np.max(np.abs(steps - step)) > 1e-3 * step + float32_jitter:
-        raise EvaluationInputError(
-            f"{source}: time stamps are not uniformly increasing (mean step {step} ps); "
-            "write the trajectory with its timestep"
-        )
-    return step
 
 
 def frames_for(duration_ps: float, step_ps: float, what: str) -> int:
@@ -162,8 +146,8 @@ class TrajectoryGroup:
     def from_trajectories(cls, trajectories: Sequence[md.Trajectory], source: str) -> TrajectoryGroup:
         if not trajectories:
             raise EvaluationInputError(f"{source}: no trajectories")
-        steps = [timestep_ps(traj, source) for traj in trajectories]
-        if max(steps) - min(steps) > 1e-3 * steps[0]:
+        steps = [timestep_from_stamps(traj.time, source) for traj in trajectories]
+        if not all(same_timestep(step, steps[0]) for step in steps):
             raise EvaluationInputError(
                 f"{source}: trajectories have different timesteps {sorted(set(steps))} ps"
             )

@@ -43,7 +43,6 @@ from mdgen.evaluation.loading import (
     frames_for,
     load_trajectory,
     match_atoms,
-    timestep_ps,
 )
 from mdgen.evaluation.msm import (
     UNASSIGNED,
@@ -52,6 +51,7 @@ from mdgen.evaluation.msm import (
     estimate_msm,
     reference_state_model,
 )
+from mdgen.timesteps import same_timestep, timestep_from_stamps
 
 GENERATED = "generated"
 REFERENCE_BRIDGE = "reference MSM bridge (independent draw)"
@@ -169,8 +169,8 @@ def evaluate_paths(
     for file in path_files:
         traj = load_trajectory(topology, file)
         _, traj = match_atoms(ref_traj, traj, file)
-        dt = timestep_ps(traj, file)
-        if n_frames is not None and (traj.n_frames != n_frames or not np.isclose(dt, path_step)):
+        dt = timestep_from_stamps(traj.time, file)
+        if n_frames is not None and (traj.n_frames != n_frames or not same_timestep(dt, path_step)):
             raise EvaluationInputError(f"{file}: {traj.n_frames} frames at {dt} ps, unlike the first path")
         n_frames, path_step = traj.n_frames, dt
         label_paths.append(model.states(cos_sin(torsion_angles(traj, definitions))))
