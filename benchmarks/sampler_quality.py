@@ -39,15 +39,24 @@ def run(command: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
+def parse_setting(setting: str) -> tuple[str, str, str, str]:
+    """method:num_steps:seed[:grid_power] (grid_power 1 = uniform when omitted)."""
+    parts = setting.split(":")
+    if len(parts) not in (3, 4):
+        raise SystemExit(f"--settings: {setting!r} is not method:num_steps:seed[:grid_power]")
+    return (*parts[:3], parts[3] if len(parts) == 4 else "1")  # type: ignore[return-value]
+
+
 def measure(setting: str, args: argparse.Namespace) -> dict:
-    method, num_steps, seed = setting.split(":")
-    run_dir = Path(args.out) / "runs" / f"{method}_{num_steps}_seed{seed}"
+    method, num_steps, seed, grid_power = parse_setting(setting)
+    grid = "" if grid_power == "1" else f"_p{grid_power}"
+    run_dir = Path(args.out) / "runs" / f"{method}_{num_steps}{grid}_seed{seed}"
     samples = run_dir / "samples"
     if not (run_dir / "metrics.json").is_file():
         run(
             [sys.executable, "-m", "mdgen.sample", f"ckpt_path={args.ckpt}", f"out_dir={samples}",
              f"split={args.split}", f"cache_dir={args.cache}", f"sampler={method}",
-             f"sampler.num_steps={num_steps}", f"base_seed={seed}", f"num_rollouts={args.rollouts}",
+             f"sampler.num_steps={num_steps}", f"sampler.grid_power={grid_power}", f"base_seed={seed}", f"num_rollouts={args.rollouts}",
              f"num_chunks={args.chunks}", "per_rollout_files=true", f"batch_size={args.batch_size}",
              *args.sample_args]
         )  # fmt: skip
@@ -60,6 +69,7 @@ def measure(setting: str, args: argparse.Namespace) -> dict:
     return {
         "method": method,
         "num_steps": int(num_steps),
+        "grid_power": float(grid_power),
         "seed": int(seed),
         "nfe_per_window": summary["nfe"] / max(1, _num_windows(summary)),
         "sampling_wall_s": summary["sampling_wall_s"],
@@ -85,12 +95,20 @@ def _num_windows(summary: dict) -> int:
     return batches
 
 
+def setting_key(result: dict) -> tuple[str, int, float]:
+    return result["method"], result["num_steps"], result["grid_power"]
+
+
+def steps_label(num_steps: int, grid_power: float) -> str:
+    return f"{num_steps}" if grid_power == 1.0 else f"{num_steps} (grid power {grid_power:g})"
+
+
 def seed_noise(results: list[dict]) -> dict[str, float]:
     """Run-to-run noise per metric: the standard deviation over seeds of one setting, pooled over every
     setting run with two or more seeds (nan when none was)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["method"], r["num_steps"]), []).append(r)
+        groups.setdefault(setting_key(r), []).append(r)
     noise = {}
     for metric in METRICS[:3]:
         squares, dof = 0.0, 0
@@ -109,8 +127,8 @@ def noise_lines(results: list[dict]) -> list[str]:
     within noise of dopri5 when every metric is at most 2 noise units worse."""
     noise = seed_noise(results)
     means: dict[tuple, dict[str, float]] = {}
-    for key in {(r["method"], r["num_steps"]) for r in results}:
-        runs = [r for r in results if (r["method"], r["num_steps"]) == key]
+    for key in {setting_key(r) for r in results}:
+        runs = [r for r in results if setting_key(r) == key]
         means[key] = {m: sum(r["generated"][m] for r in runs) / len(runs) for m in METRICS[:3]}
         means[key]["nfe"] = runs[0]["nfe_per_window"]
         means[key]["seeds"] = len(runs)
@@ -123,11 +141,11 @@ def noise_lines(results: list[dict]) -> list[str]:
         "| sampler | steps | seeds | NFE per window | Δ torsions all | Δ TICA-0 | Δ MSM states | within noise of dopri5 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (method, steps), values in sorted(means.items(), key=lambda item: item[1]["nfe"]):
+    for (method, steps, grid_power), values in sorted(means.items(), key=lambda item: item[1]["nfe"]):
         deltas = {m: values[m] - reference[m] for m in METRICS[:3]}
         within = all(deltas[m] <= 2 * noise[m] for m in METRICS[:3])
         lines.append(
-            f"| {method} | {steps} | {values['seeds']} | {values['nfe']:.0f} | "
+            f"| {method} | {steps_label(steps, grid_power)} | {values['seeds']} | {values['nfe']:.0f} | "
             + " | ".join(f"{deltas[m]:+.4f}" for m in METRICS[:3])
             + f" | {'yes' if within else 'no'} |"
         )
@@ -143,7 +161,7 @@ def write_outputs(results: list[dict], out: Path) -> None:
     for r in results:
         g = r["generated"]
         lines.append(
-            f"| {r['method']} | {r['num_steps']} | {r['seed']} | {r['nfe_per_window']:.0f} | "
+            f"| {r['method']} | {steps_label(r['num_steps'], r['grid_power'])} | {r['seed']} | {r['nfe_per_window']:.0f} | "
             f"{r['sampling_wall_s']:.0f} | {r['ns_per_wall_s']:.2f} | {g['torsion_jsd_all']:.3f} | "
             f"{g['tica0_jsd']:.3f} | {g['msm_state_jsd']:.3f} | {100 * g['validity_valid_fraction']:.1f} |"
         )
@@ -164,12 +182,15 @@ def write_outputs(results: list[dict], out: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for ax, metric in zip(axes, METRICS[:3]):
-        for method, marker in (("dopri5", "o"), ("heun", "s"), ("euler", "^"), ("ab2", "D")):
+        markers = {"dopri5": "o", "heun": "s", "euler": "^", "ab2": "D"}
+        for method, grid_power in sorted({(r["method"], r["grid_power"]) for r in results}):
             points = sorted(
-                (r["nfe_per_window"], r["generated"][metric]) for r in results if r["method"] == method
+                (r["nfe_per_window"], r["generated"][metric])
+                for r in results
+                if (r["method"], r["grid_power"]) == (method, grid_power)
             )
-            if points:
-                ax.plot(*zip(*points), marker=marker, label=method)
+            label = method if grid_power == 1.0 else f"{method}, grid power {grid_power:g}"
+            ax.plot(*zip(*points), marker=markers.get(method, "x"), label=label)
         for row, values in results[0]["md_rows"].items():
             if metric in values:
                 ax.axhline(values[metric], ls="--", lw=0.8, color="grey")
@@ -191,7 +212,9 @@ def main() -> None:
     parser.add_argument("--cache", required=True, help="prepared cache holding the split's start frames")
     parser.add_argument("--reference", required=True, help="MD directory of the split (NAME/NAME.pdb + .xtc)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="method:num_steps:seed")
+    parser.add_argument(
+        "--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="method:num_steps:seed[:grid_power]"
+    )
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--chunks", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)

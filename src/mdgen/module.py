@@ -372,6 +372,7 @@ class MDGenModule(pl.LightningModule):
         num_steps: int = 50,
         atol: float = 1e-6,
         rtol: float = 1e-3,
+        grid_power: float = 1.0,
         clamp_conditioned: bool | None = None,
     ) -> SampleResult:
         """Generate the unknown tokens (and, for design, residue identities) of a batch with the ODE.
@@ -391,6 +392,7 @@ class MDGenModule(pl.LightningModule):
             method: "dopri5" | "euler" | "heun"; None uses the task's default (`task.ode_method`:
                 dopri5, euler for design).
             num_steps: output grid points from t=0 to 1 (fixed-step solvers take num_steps - 1 steps).
+            grid_power: spacing of that grid (1 uniform; `mdgen.interpolant.solvers.time_grid`).
             atol, rtol: tolerances of the adaptive solver.
             clamp_conditioned: keep the given tokens on their exact interpolant path and return them
                 unchanged; None uses `task.clamp_conditioned` (False, as in the original, where the
@@ -438,6 +440,7 @@ class MDGenModule(pl.LightningModule):
             num_steps=num_steps,
             atol=atol,
             rtol=rtol,
+            grid_power=grid_power,
         )
         tokens = solution.x1[..., :width]
         if clamp:

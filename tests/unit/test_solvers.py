@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdgen.interpolant import solve_ode
-from mdgen.interpolant.solvers import adams_bashforth2
+from mdgen.interpolant.solvers import adams_bashforth2, time_grid
 
 
 @pytest.mark.parametrize("method", ["dopri5", "euler", "heun", "ab2"])
@@ -81,8 +81,7 @@ def test_ab2_is_second_order_on_uniform_and_non_uniform_grids(warp):
     or ignoring the step ratio on a non-uniform grid) drops it to first order (~2x) or diverges."""
     errors = []
     for num_steps in (21, 41, 81):
-        u = torch.linspace(0, 1, num_steps, dtype=torch.float64)
-        errors.append(_ab2_error(1 - (1 - u) ** warp))
+        errors.append(_ab2_error(time_grid(num_steps, warp)))
     ratios = [errors[0] / errors[1], errors[1] / errors[2]]
     assert all(3.5 < r < 4.6 for r in ratios), (errors, ratios)
 
@@ -98,3 +97,30 @@ def test_ab2_first_step_is_euler_and_later_steps_extrapolate():
     x = adams_bashforth2(velocity, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 0.5, 1.0]))
     assert calls == [0.0, 0.5]
     assert x.item() == pytest.approx(1.5 + 0.5 * (1.5 * 2.0 - 0.5 * 1.0))
+
+
+def test_time_grid_power_one_is_uniform_and_higher_powers_shorten_the_last_steps():
+    """u = (0, 1/2, 1) with power 2 gives t = 1 - (1 - u)^2 = (0, 3/4, 1) (by hand); an inverted warp
+    (denser at t = 0) or a power applied to t instead of 1 - t breaks the middle value."""
+    torch.testing.assert_close(time_grid(5, 1.0), torch.linspace(0, 1, 5, dtype=torch.float64))
+    torch.testing.assert_close(time_grid(3, 2.0), torch.tensor([0.0, 0.75, 1.0], dtype=torch.float64))
+    steps = time_grid(11, 1.25).diff()
+    assert (steps > 0).all() and (steps.diff() < 0).all()  # strictly shrinking towards t = 1
+    torch.testing.assert_close(time_grid(4, 1.5, t0=0.2, t1=0.8)[[0, -1]], torch.tensor([0.2, 0.8]).double())
+    with pytest.raises(ValueError, match="grid_power"):
+        time_grid(5, 0.0)
+
+
+def test_solve_ode_steps_on_the_warped_grid():
+    """dx/dt = 2t from x = 1 with ab2 and 3 points. Power 2, grid (0, 3/4, 1) by hand: Euler step adds
+    3/4 f(0) = 0, then h = 1/4, r = 1/3: 1/4 ((1 + 1/6) 3/2 - (1/6) 0) = 7/16. The uniform grid gives
+    1/2 (3/2 * 1) = 3/4 instead, so a solver that ignores grid_power fails."""
+
+    def velocity(t, x):
+        return (2 * t)[:, None].expand_as(x)
+
+    x0 = torch.ones(2, 1, dtype=torch.float64)
+    warped = solve_ode(velocity, x0, method="ab2", num_steps=3, grid_power=2.0)
+    uniform = solve_ode(velocity, x0, method="ab2", num_steps=3)
+    torch.testing.assert_close(warped.x1, torch.full((2, 1), 1 + 7 / 16, dtype=torch.float64))
+    torch.testing.assert_close(uniform.x1, torch.full((2, 1), 1.75, dtype=torch.float64))
