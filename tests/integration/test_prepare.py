@@ -242,7 +242,7 @@ def test_interval_that_is_not_a_whole_multiple_fails_with_a_clear_message(tmp_pa
     summary = prepare_simulations(
         tmp_path / "sims", tmp_path / "cache", interval_ps=1.5 * interval, progress=False
     )
-    assert f"interval_ps={1.5 * interval} is not a whole multiple" in summary.failures[name]
+    assert f"interval_ps={1.5 * interval} ps is not a whole multiple" in summary.failures[name]
 
 
 def test_parallel_workers_write_the_same_cache(tmp_path):

@@ -14,10 +14,10 @@ from mdgen.data.dataset import (
     TrainWindowDataset,
     WindowError,
     collate_windows,
-    frame_stride,
     num_window_starts,
 )
 from mdgen.data.splits import SplitRow, write_split
+from mdgen.timesteps import TimeStepError
 
 BATCH_KEYS = {
     "name",
@@ -86,15 +86,6 @@ def epoch_batches(loader) -> list[tuple]:
 
 
 # ----------------------------------------------------------------------------------- window arithmetic
-def test_frame_stride_requires_a_whole_multiple():
-    assert frame_stride(20.0, 10.0, "AAAA") == 2
-    assert frame_stride(1.0, 0.1, "AAAA") == 10  # 1.0 / 0.1 = 9.999999999999998
-    with pytest.raises(WindowError, match="entry AAAA: frame_interval_ps=15.0 is not a whole multiple"):
-        frame_stride(15.0, 10.0, "AAAA")
-    with pytest.raises(WindowError, match="entry AAAA"):
-        frame_stride(5.0, 10.0, "AAAA")
-
-
 def test_number_of_window_starts_includes_the_last_one():
     assert num_window_starts(10, 10, 1, "AAAA") == 1  # exactly one window fits
     assert num_window_starts(10, 4, 3, "AAAA") == 1  # frames 0, 3, 6, 9
@@ -287,7 +278,7 @@ def test_setup_rejects_a_split_sequence_that_differs_from_the_cache(peptide_cach
 
 
 def test_interval_that_is_not_a_multiple_of_the_cache_names_the_entry(peptide_cache):
-    with pytest.raises(WindowError, match="entry AAAA: frame_interval_ps=25.0"):
+    with pytest.raises(TimeStepError, match="entry AAAA: frame_interval_ps=25.0 ps is not a whole multiple"):
         make_datamodule(peptide_cache, frame_interval_ps=25.0)
 
 

@@ -9,7 +9,6 @@ from mdgen.evaluation.features import cos_sin, torsion_angles, torsion_definitio
 from mdgen.evaluation.loading import (
     EvaluationInputError,
     TrajectoryGroup,
-    frames_for,
     load_trajectory,
     match_atoms,
 )
@@ -65,14 +64,12 @@ def test_loading_checks_files_and_time_stamps(tmp_path):
         pytest.approx(100.0),
     )
     assert group.truncated(60.0).n_frames == 24
+    with pytest.raises(
+        TimeStepError, match=r"^X: truncation=61.0 ps is not a whole multiple of the frame spacing 2.5"
+    ):
+        group.truncated(61.0)  # 24.4 frames: never rounded down silently
     with pytest.raises(EvaluationInputError, match="missing.xtc: file not found"):
         load_trajectory(tmp_path / "X.pdb", tmp_path / "missing.xtc")
     frozen_clock = md.Trajectory(loaded.xyz, loaded.topology, time=np.zeros(loaded.n_frames))
     with pytest.raises(TimeStepError, match="frozen.xtc: time stamps are not uniformly increasing"):
         TrajectoryGroup.from_trajectories([frozen_clock], "frozen.xtc")
-
-
-def test_durations_must_be_whole_frames():
-    assert frames_for(100.0, 10.0, "lag") == 10
-    with pytest.raises(EvaluationInputError, match="tica_lag_ps = 15"):
-        frames_for(15.0, 10.0, "tica_lag_ps")

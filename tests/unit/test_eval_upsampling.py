@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED, UpsamplingSettings, evaluate_upsampling
+from mdgen.timesteps import TimeStepError
 
 SLOW_CHAIN = np.full((3, 3), 0.002) + np.eye(3) * 0.994
 SETTINGS = UpsamplingSettings(coarse_interval_ps=5.0, curve_max_lag_ps=50.0)
@@ -42,7 +43,7 @@ def test_identical_trajectory_scores_exactly_one(frame):
 
 
 def test_coarse_interval_must_be_whole_fine_frames(frame):
-    with pytest.raises(EvaluationInputError, match="coarse_interval_ps"):
+    with pytest.raises(TimeStepError, match="coarse_interval_ps=0.25 ps is not a whole multiple"):
         evaluate_upsampling(
             "AKIR", _fine_group(frame, 1), _fine_group(frame, 0), UpsamplingSettings(coarse_interval_ps=0.25)
         )

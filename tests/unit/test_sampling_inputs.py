@@ -1,6 +1,5 @@
 """Inputs are checked early, with messages naming the value and the problem."""
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from mdgen.sampling.inputs import (
     check_sequence_matches,
     check_sequences,
     read_input_trajectory,
-    stride_to_interval,
     structure_from_frame,
 )
 
@@ -34,18 +32,6 @@ def test_non_standard_letter_is_named():
     with pytest.raises(SamplingInputError, match="listed twice"):
         check_sequences(["AAAA", "aaaa"])
     assert check_sequences(["mkwe"]) == ["MKWE"]
-
-
-@pytest.mark.parametrize("timestep, interval, stride", [(10.0, 10.0, 1), (0.1, 10.0, 100), (1.0, 3.0, 3)])
-def test_stride_is_the_whole_number_of_frames_per_interval(timestep, interval, stride):
-    assert stride_to_interval(timestep, interval, "x.xtc", "frame interval") == stride
-
-
-def test_stride_refuses_spacings_that_do_not_divide():
-    with pytest.raises(SamplingInputError, match=r"x.xtc: frames are 3 ps apart.*10 ps"):
-        stride_to_interval(3.0, 10.0, "x.xtc", "frame interval")
-    with pytest.raises(SamplingInputError, match="no time stamps"):
-        stride_to_interval(math.nan, 10.0, "x.pdb", "frame interval")
 
 
 def test_frame_index_range_is_checked():

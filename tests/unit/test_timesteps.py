@@ -61,7 +61,9 @@ def test_whole_multiples_become_frame_counts(interval, step, frames):
 @pytest.mark.parametrize("interval, step", [(15.0, 10.0), (5.0, 10.0), (10.01, 10.0), (0.25, 0.1)])
 def test_intervals_that_are_not_whole_multiples_are_refused(interval, step):
     """(5, 10) catches a stride of 0 passed on; (10.01, 10) catches a tolerance as loose as 1e-3."""
-    with pytest.raises(TimeStepError, match=rf"^entry AAAA: interval_ps={interval} ps is not a whole multiple"):
+    with pytest.raises(
+        TimeStepError, match=rf"^entry AAAA: interval_ps={interval} ps is not a whole multiple"
+    ):
         frames_per_interval(interval, step, "entry AAAA", "interval_ps")
 
 

@@ -15,7 +15,8 @@ One item is a window of ``num_frames`` frames, ``frame_interval_ps`` apart, from
 | `residue_mask`      | (L,)            | float32 | 1 = residue, 0 = padding                                |
 | `residue_index`     | (L,)            | int64   | position in the full chain (kept after a crop); 0 on padding |
 
-Windows: with ``stride = frame_interval_ps / cached interval`` (a whole number), a window starting at
+Windows: with ``stride = frame_interval_ps / cached interval`` (a whole number,
+``mdgen.timesteps.frames_per_interval``), a window starting at
 cached frame ``s`` holds frames ``s, s + stride, ..., s + (T - 1) * stride``. Every start
 ``0 .. N - 1 - (T - 1) * stride`` can be drawn, the last one included, so a trajectory with exactly the
 frames one window needs has one window (the original implementation never drew the last start).
@@ -45,26 +46,14 @@ from torch.utils.data import Dataset
 
 from mdgen.data.cache import CachedEntry, CacheError, EntryManifest, open_entry, read_manifest
 from mdgen.errors import UserError
+from mdgen.timesteps import frames_per_interval
 
 _TRAIN_STREAM = 0
 _FIXED_STREAM = 1
-_INTERVAL_TOLERANCE = 1e-6  # relative; time stamps are stored in float32 in XTC files
 
 
 class WindowError(UserError):
     """A window cannot be cut from an entry; the message names the entry."""
-
-
-def frame_stride(frame_interval_ps: float, cached_interval_ps: float, entry_name: str) -> int:
-    """Cached frames per window step; ``frame_interval_ps`` must be a whole multiple of the cached interval."""
-    ratio = frame_interval_ps / cached_interval_ps
-    stride = round(ratio)
-    if stride < 1 or abs(ratio - stride) > _INTERVAL_TOLERANCE * max(ratio, 1.0):
-        raise WindowError(
-            f"entry {entry_name}: frame_interval_ps={frame_interval_ps} is not a whole multiple of the "
-            f"cached interval {cached_interval_ps} ps"
-        )
-    return stride
 
 
 def num_window_starts(num_cached_frames: int, num_frames: int, stride: int, entry_name: str) -> int:
@@ -175,7 +164,9 @@ class _WindowDataset(Dataset):
         self._opened: dict[str, CachedEntry] = {}  # per process, filled lazily
 
     def _entry_geometry(self, manifest: EntryManifest) -> _EntryGeometry:
-        stride = frame_stride(self.frame_interval_ps, manifest.interval_ps, manifest.name)
+        stride = frames_per_interval(
+            self.frame_interval_ps, manifest.interval_ps, f"entry {manifest.name}", "frame_interval_ps"
+        )
         num_starts = num_window_starts(manifest.num_frames, self.num_frames, stride, manifest.name)
         return _EntryGeometry(num_starts=num_starts, num_residues=manifest.num_residues, stride=stride)
 

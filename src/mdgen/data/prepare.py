@@ -47,12 +47,11 @@ from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
 from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
 from mdgen.io import read_trajectory
-from mdgen.timesteps import same_timestep, timestep_from_stamps
+from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 from mdgen.tokens import frame_features
 
 logger = logging.getLogger(__name__)
 
-_INTERVAL_TOLERANCE = 1e-6  # relative
 
 PREPARED, UP_TO_DATE, FAILED = "prepared", "up_to_date", "failed"
 
@@ -134,34 +133,18 @@ def probe_time_stamps(trajectory_path: Path) -> tuple[int, float]:
     return num_frames, timestep_from_stamps(first_frames[1], trajectory_path)
 
 
-def output_stride(source_interval: float, interval_ps: float | None, trajectory_path: Path) -> int:
-    """Source frames per output frame; ``interval_ps`` must be a whole multiple of the source interval."""
-    if interval_ps is None:
-        return 1
-    ratio = interval_ps / source_interval
-    stride = round(ratio)
-    if stride < 1 or abs(ratio - stride) > _INTERVAL_TOLERANCE * max(ratio, 1.0):
-        raise PrepareError(
-            f"interval_ps={interval_ps} is not a whole multiple of the frame interval {source_interval} ps "
-            f"of {trajectory_path}"
-        )
-    return stride
-
-
 def is_up_to_date(manifest: EntryManifest, sources: tuple[SourceFile, ...], options: PrepareOptions) -> bool:
     """True when re-preparing would write the same entry."""
     wanted_interval = manifest.source_interval_ps if options.interval_ps is None else options.interval_ps
     return (
         manifest.format_version == CACHE_FORMAT_VERSION
         and manifest.sources == sources
-        and math.isclose(manifest.interval_ps, wanted_interval, rel_tol=_INTERVAL_TOLERANCE)
+        and same_timestep(manifest.interval_ps, wanted_interval)
         and manifest.num_frames >= options.min_frames
         and not (
             manifest.timestep_from_config
             and options.timestep_ps is not None
-            and not math.isclose(
-                manifest.source_interval_ps, options.timestep_ps, rel_tol=_INTERVAL_TOLERANCE
-            )
+            and not same_timestep(manifest.source_interval_ps, options.timestep_ps)
         )
     )
 
@@ -201,7 +184,11 @@ def _prepare_entry(source: SourceEntry, cache_dir: Path, options: PrepareOptions
         if options.timestep_ps is None:
             raise PrepareError(f"{source.trajectory_path} has no time stamps; set timestep_ps")
         file_interval = float(options.timestep_ps)
-    stride = output_stride(file_interval, options.interval_ps, source.trajectory_path)
+    stride = (
+        1
+        if options.interval_ps is None
+        else frames_per_interval(options.interval_ps, file_interval, source.trajectory_path, "interval_ps")
+    )
     interval_ps = file_interval if options.interval_ps is None else float(options.interval_ps)
 
     trajectory = read_trajectory(source.topology_path, source.trajectory_path, stride=stride)

@@ -2,7 +2,7 @@
 
 Everything is read with mdtraj (`md.load(xtc, top=pdb)`), heavy atoms only. Time comes from each
 trajectory's own XTC time stamps (`mdgen.timesteps.timestep_from_stamps`), so lags given in ps are
-converted per trajectory (`frames_for`).
+converted per trajectory (`mdgen.timesteps.frames_per_interval`).
 Errors are `EvaluationInputError` with the offending file in the message.
 """
 
@@ -17,14 +17,11 @@ import numpy as np
 
 from mdgen.errors import UserError
 from mdgen.io import rename_prochiral_atoms_to_iupac
-from mdgen.timesteps import same_timestep, timestep_from_stamps
+from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:
 # atom14 decoders do not build the C-terminal second oxygen.
 OPTIONAL_REFERENCE_ATOMS = frozenset({"OXT"})
-
-# Relative tolerance when a duration in ps must be a whole number of frames.
-_FRAME_TOLERANCE = 1e-3
 
 
 class EvaluationInputError(UserError):
@@ -74,17 +71,6 @@ def load_trajectory(
     # Reference MD may name Leu/Val methyls the other way round from mdgen's outputs; without this,
     # Leu chi2 of sample and reference would differ by ~120 degrees.
     return rename_prochiral_atoms_to_iupac(traj)
-
-
-def frames_for(duration_ps: float, step_ps: float, what: str) -> int:
-    """Number of frames spanning `duration_ps` at `step_ps`; it must be a whole number (no silent rounding)."""
-    frames = duration_ps / step_ps
-    whole = round(frames)
-    if whole < 1 or abs(frames - whole) > _FRAME_TOLERANCE * max(whole, 1):
-        raise EvaluationInputError(
-            f"{what} = {duration_ps} ps is not a positive whole number of {step_ps} ps frames"
-        )
-    return int(whole)
 
 
 def _atom_keys(topology: md.Topology) -> list[tuple[int, str, str]]:
@@ -163,7 +149,7 @@ class TrajectoryGroup:
 
     def truncated(self, duration_ps: float) -> TrajectoryGroup:
         """The first `duration_ps` of simulated time, taking the trajectories in order."""
-        remaining = frames_for(duration_ps, self.timestep_ps, f"truncation of {self.source}")
+        remaining = frames_per_interval(duration_ps, self.timestep_ps, self.source, "truncation")
         if remaining > self.n_frames:
             raise EvaluationInputError(f"{self.source}: shorter than the requested {duration_ps} ps")
         kept = []

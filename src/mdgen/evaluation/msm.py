@@ -27,7 +27,8 @@ from deeptime.markov import TransitionCountEstimator, pcca
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
 from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup, frames_for
+from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.timesteps import frames_per_interval
 
 UNASSIGNED = -1
 
@@ -152,8 +153,8 @@ def fit_reference_state_model(
     features: np.ndarray, timestep_ps: float, settings: StateModelSettings, source: str
 ) -> ReferenceStateModel:
     """Fit on reference cos/sin features (T, 2F) sampled every `timestep_ps` (`source` names it in errors)."""
-    tica_lag_frames = frames_for(settings.tica_lag_ps, timestep_ps, f"tica_lag_ps for {source}")
-    msm_lag_frames = frames_for(settings.msm_lag_ps, timestep_ps, f"msm_lag_ps for {source}")
+    tica_lag_frames = frames_per_interval(settings.tica_lag_ps, timestep_ps, source, "tica_lag_ps")
+    msm_lag_frames = frames_per_interval(settings.msm_lag_ps, timestep_ps, source, "msm_lag_ps")
     notes = []
     n_frames = len(features)
     if n_frames <= max(tica_lag_frames, msm_lag_frames) * 4:

@@ -40,7 +40,6 @@ from mdgen.evaluation.loading import (
     EvaluationInputError,
     TrajectoryGroup,
     file_in_manifest_dir,
-    frames_for,
     load_trajectory,
     match_atoms,
 )
@@ -51,7 +50,7 @@ from mdgen.evaluation.msm import (
     estimate_msm,
     reference_state_model,
 )
-from mdgen.timesteps import same_timestep, timestep_from_stamps
+from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 
 GENERATED = "generated"
 REFERENCE_BRIDGE = "reference MSM bridge (independent draw)"
@@ -174,7 +173,9 @@ def evaluate_paths(
             raise EvaluationInputError(f"{file}: {traj.n_frames} frames at {dt} ps, unlike the first path")
         n_frames, path_step = traj.n_frames, dt
         label_paths.append(model.states(cos_sin(torsion_angles(traj, definitions))))
-    step_frames = frames_for(state_settings.msm_lag_ps, path_step, f"msm_lag_ps for the paths of {name}")
+    step_frames = frames_per_interval(
+        state_settings.msm_lag_ps, path_step, f"the paths of {name}", "msm_lag_ps"
+    )
     indices = reduced_path_indices(n_frames, step_frames)
     generated = np.stack(label_paths)[:, indices]  # (P, N) state labels
 
@@ -212,7 +213,9 @@ def evaluate_paths(
         replica_rows, omitted = md_truncations(reference, replica, settings.replica_lengths_ps)
         for row, group in replica_rows.items():
             states = [model.states(cos_sin(torsion_angles(t, definitions))) for t in group.trajectories]
-            lag = frames_for(state_settings.msm_lag_ps, group.timestep_ps, f"msm_lag_ps for {group.source}")
+            lag = frames_per_interval(
+                state_settings.msm_lag_ps, group.timestep_ps, group.source, "msm_lag_ps"
+            )
             try:
                 replica_msm = estimate_msm(states, lag, model.n_states)
                 paths = _bridge_label_paths(replica_msm, start, end, length, settings.n_reference_paths, rng)

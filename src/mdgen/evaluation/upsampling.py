@@ -26,7 +26,8 @@ import numpy as np
 from mdgen.evaluation.baselines import hold_coarse_frames, interpolate_coarse_frames
 from mdgen.evaluation.decorrelation import DecorrelationCurves, decorrelation_curves, log_spaced_lags
 from mdgen.evaluation.features import TorsionDefinitions, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import TrajectoryGroup, frames_for
+from mdgen.evaluation.loading import TrajectoryGroup
+from mdgen.timesteps import frames_per_interval
 
 UPSAMPLED = "upsampled"
 HELD = "coarse frames held"
@@ -112,8 +113,8 @@ def evaluate_upsampling(
     """Rows: the upsampled samples and the two coarse-input baselines; the groups must share one topology."""
     fine_ps = reference_fine.timestep_ps
     coarse_ps = settings.coarse_interval_ps
-    factor = frames_for(coarse_ps, fine_ps, f"coarse_interval_ps for {reference_fine.source}")
-    frames_for(coarse_ps, samples.timestep_ps, f"coarse_interval_ps for {samples.source}")
+    factor = frames_per_interval(coarse_ps, fine_ps, reference_fine.source, "coarse_interval_ps")
+    frames_per_interval(coarse_ps, samples.timestep_ps, samples.source, "coarse_interval_ps")
     max_lag = max(settings.curve_max_lag_ps, coarse_ps)
     definitions = torsion_definitions(reference_fine.trajectories[0].topology)
 

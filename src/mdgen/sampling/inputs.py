@@ -7,7 +7,6 @@ Everything here checks its inputs before any expensive work and raises `Sampling
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ import numpy as np
 from mdgen.constants import RESTYPES, aatype_from_sequence
 from mdgen.errors import UserError
 from mdgen.io import Trajectory, read_trajectory
-
-_INTERVAL_TOLERANCE = 1e-3  # relative; XTC time stamps are float32
 
 
 class SamplingInputError(UserError):
@@ -85,23 +82,6 @@ def check_sequence_matches(trajectory: Trajectory, sequence: str | None) -> None
             f"{trajectory.source}: topology sequence {trajectory.sequence} does not match the given "
             f"sequence {sequence}"
         )
-
-
-def stride_to_interval(timestep_ps: float, interval_ps: float, source: str, purpose: str) -> int:
-    """Frames of `source` (spaced `timestep_ps`) per step of `interval_ps`; must be a whole number >= 1."""
-    if not math.isfinite(timestep_ps):
-        raise SamplingInputError(
-            f"{source}: has no time stamps (a PDB or a single frame), so its spacing cannot be checked "
-            f"against the {interval_ps:g} ps {purpose}; give an XTC/DCD trajectory with time stamps"
-        )
-    ratio = interval_ps / timestep_ps
-    stride = round(ratio)
-    if stride < 1 or abs(ratio - stride) > _INTERVAL_TOLERANCE * max(stride, 1):
-        raise SamplingInputError(
-            f"{source}: frames are {timestep_ps:g} ps apart, but the {purpose} is {interval_ps:g} ps, "
-            "which is not a whole multiple of it"
-        )
-    return stride
 
 
 # ---- sources -----------------------------------------------------------------------------------------

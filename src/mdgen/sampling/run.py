@@ -27,7 +27,6 @@ from mdgen.sampling.inputs import (
     check_sequence_matches,
     check_sequences,
     read_input_trajectory,
-    stride_to_interval,
     structure_from_frame,
     structure_from_sequence,
     structures_from_split,
@@ -45,6 +44,7 @@ from mdgen.sampling.request import SamplingRequest, check_options_for_mode
 from mdgen.sampling.solver import SolverOptions
 from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
+from mdgen.timesteps import frames_per_interval
 
 if TYPE_CHECKING:
     from mdgen.module import MDGenModule
@@ -214,8 +214,8 @@ def _prepare_upsampling(request: SamplingRequest, task: TaskSpec) -> Job:
         raise SamplingInputError("upsampling needs input_pdb and input_xtc (the coarse trajectory)")
     coarse_interval_ps = task.cond_interval * task.frame_interval_ps
     probe = read_input_trajectory(request.input_pdb, request.input_xtc)
-    stride = stride_to_interval(
-        probe.timestep_ps, coarse_interval_ps, probe.source, "coarse interval of the model"
+    stride = frames_per_interval(
+        coarse_interval_ps, probe.timestep_ps, probe.source, "the model's coarse interval"
     )
     coarse = (
         probe if stride == 1 else read_input_trajectory(request.input_pdb, request.input_xtc, stride=stride)
@@ -237,8 +237,8 @@ def _prepare_design(request: SamplingRequest, task: TaskSpec) -> Job:
     if request.input_pdb is None or request.input_xtc is None:
         raise SamplingInputError("design needs input_pdb and input_xtc (the trajectory window to design on)")
     probe = read_input_trajectory(request.input_pdb, request.input_xtc)
-    stride = stride_to_interval(
-        probe.timestep_ps, task.frame_interval_ps, probe.source, "frame interval of the model"
+    stride = frames_per_interval(
+        task.frame_interval_ps, probe.timestep_ps, probe.source, "the model's frame_interval_ps"
     )
     design_task = retarget_design(task, request.design_residues, probe.num_residues)
     design_task.residue_cond_mask(probe.num_residues)  # raises for residue indices outside the chain
