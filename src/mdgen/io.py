@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from mdgen import constants as rc
 from mdgen.errors import UserError
+from mdgen.files import atomic_path
 from mdgen.timesteps import timestep_from_stamps
 
 logger = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ def write_trajectory(
 
     atom14 (T, L, 14, 3) Å and aatype (L,) (numpy or torch); atom14_mask (L, 14) selects written
     atoms (default: every atom of the residue type). XTC time of frame i is i * timestep_ps. Each
-    file appears atomically (written under a temporary name in the same directory, then renamed).
+    file appears atomically (`mdgen.files.atomic_path`).
     """
     stem = Path(stem)
     atom14, aatype = _as_numpy(atom14).astype(np.float32), _as_numpy(aatype).astype(np.int64)
@@ -426,9 +426,10 @@ def write_trajectory(
         time=np.arange(atom14.shape[0], dtype=np.float64) * timestep_ps,
     )
     pdb_path, xtc_path = Path(f"{stem}.pdb"), Path(f"{stem}.xtc")
-    pdb_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(pdb_path, traj[0].save_pdb)
-    _atomic_write(xtc_path, traj.save_xtc)
+    with atomic_path(pdb_path) as temporary:
+        traj[0].save_pdb(str(temporary), force_overwrite=True)
+    with atomic_path(xtc_path) as temporary:
+        traj.save_xtc(str(temporary), force_overwrite=True)
     return pdb_path, xtc_path
 
 
@@ -443,21 +444,6 @@ def _topology_for(aatype: np.ndarray, mask: np.ndarray) -> md.Topology:
                 topology.add_atom(name, md.element.get_by_symbol(name[0]), residue)
     topology.create_standard_bonds()
     return topology
-
-
-def _atomic_write(path: Path, save) -> None:
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        save(tmp_name, force_overwrite=True)
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _as_numpy(x) -> np.ndarray:

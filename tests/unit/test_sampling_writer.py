@@ -9,7 +9,13 @@ import pytest
 
 from mdgen.constants import aatype_from_sequence
 from mdgen.io import read_trajectory
-from mdgen.sampling.writer import TrajectoryOutput, atomic_write_text, concatenate_outputs, write_json
+from mdgen.sampling.writer import (
+    TrajectoryOutput,
+    concatenate_outputs,
+    recording_writes,
+    write_json,
+    write_text,
+)
 
 FLRH = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories" / "FLRH"
 
@@ -25,10 +31,14 @@ def ideal_frames(num_frames: int, sequence: str = "FLRH", seed: int = 0) -> np.n
     return base + jitter * trajectory.atom14_mask[..., None]
 
 
-def test_atomic_write_leaves_only_the_final_file(tmp_path):
-    path = atomic_write_text(tmp_path / "sub" / "a.txt", "hello")
+def test_atomic_write_leaves_only_the_final_file_and_announces_it_first(tmp_path):
+    """Catches a write that skips the ledger (the sampling record would miss the file)."""
+    announced = []
+    with recording_writes(lambda path: announced.append((path, path.exists()))):
+        path = write_text(tmp_path / "sub" / "a.txt", "hello")
     assert path.read_text() == "hello"
     assert [p.name for p in path.parent.iterdir()] == ["a.txt"]
+    assert announced == [(tmp_path / "sub" / "a.txt", False)]  # named before it was created
     write_json(tmp_path / "b.json", {"x": np.float32(1.5), "y": np.arange(2)})
     assert json.loads((tmp_path / "b.json").read_text()) == {"x": 1.5, "y": [0, 1]}
 

@@ -9,8 +9,6 @@ It has no optimizer or loop state: it starts a fine-tuning run (`init_from=`), i
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor
 
 from mdgen.callbacks import EMA_STATE_KEY
+from mdgen.files import atomic_path
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY
 
 NETWORK_PREFIX = "network."  # MDGenModule.network
@@ -63,13 +62,6 @@ def converted_checkpoint(
 def write_checkpoint_atomically(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     """torch.save to a temporary file beside `path`, then rename: `path` is either complete or absent."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(descriptor)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(dict(checkpoint), temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 
-from mdgen.files import sha256_of  # noqa: F401  (re-exported: the downloads check files by it)
+from mdgen.files import atomic_write_text, sha256_of  # noqa: F401  (re-exported: the downloads check files by it)
 
 MANIFEST_NAME = ".mdgen_download.json"
 _CHUNK = 1 << 20
@@ -64,8 +62,4 @@ class VerifiedFiles:
 
     def save(self) -> None:
         with self._lock:
-            self.root.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(prefix=f"{MANIFEST_NAME}.", dir=self.root)
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(self._entries, handle, indent=1, sort_keys=True)
-            os.replace(temporary, self.path)
+            atomic_write_text(self.path, json.dumps(self._entries, indent=1, sort_keys=True))

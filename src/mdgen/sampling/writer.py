@@ -1,7 +1,7 @@
 """Sampling outputs on disk: atomic files, "finished" checks for resuming, and concatenation.
 
-Every file appears atomically (written under a temporary name in the same directory, then
-`os.replace`d), so a file that exists is complete. One output is a trajectory `STEM.pdb` + `STEM.xtc`
+Every file appears atomically (`mdgen.files.atomic_path`: written under a temporary name in the same
+directory, then renamed), so a file that exists is complete. One output is a trajectory `STEM.pdb` + `STEM.xtc`
 (+ an optional JSON record written last); it counts as finished when its last-written file exists,
 which is what lets a re-run skip it. Inside `recording_writes(note)`, every path is passed to `note`
 before it is created (the sampling record lists it first, so a kill cannot leave an unlisted file).
@@ -13,7 +13,6 @@ import csv
 import io as _io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,10 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from mdgen.files import atomic_write_text
 from mdgen.io import read_trajectory, write_trajectory
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 _write_ledger: ContextVar[Callable[[Path], None] | None] = ContextVar("mdgen_write_ledger", default=None)
 
@@ -48,25 +45,14 @@ def _announce(*paths: Path) -> None:
             note(Path(path))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    _announce(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Announce `path`, then write `text` to it atomically (`mdgen.files.atomic_write_text`)."""
+    _announce(Path(path))
+    return atomic_write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    return atomic_write_text(path, json.dumps(payload, indent=1, default=_json_default) + "\n")
+    return write_text(path, json.dumps(payload, indent=1, default=_json_default) + "\n")
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
@@ -74,7 +60,7 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Seq
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    return atomic_write_text(path, buffer.getvalue())
+    return write_text(path, buffer.getvalue())
 
 
 def _json_default(value: Any) -> Any:
