@@ -1,13 +1,19 @@
-"""Training callbacks: weight EMA with its own checkpointed state, frames-per-second logging, and the
-resolved run config written beside the checkpoints.
+"""Training callbacks: Lightning's EMA weight averaging (with mdgen's checkpoint readers, old layout
+included), Lightning's throughput monitor fed with trajectory frames, and the resolved run config written
+beside the checkpoints.
 
 The learning rate is logged by Lightning's `LearningRateMonitor` (see conf/callbacks/default.yaml).
+
+Checkpoint layouts of the EMA weights (both are read by `ema_weights_from_checkpoint`):
+- Lightning's weight averaging (written since the switch to it): `state_dict` holds the EMA weights,
+  `current_model_state` the training weights, `averaging_state` the average's counter.
+- mdgen's own EMA callback before that (and `mdgen.convert`): `state_dict` holds the training weights,
+  `callbacks["EMA"]["shadow"]` the EMA of every floating-point entry.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,178 +21,192 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import yaml
+from lightning.pytorch.callbacks import EMAWeightAveraging, ThroughputMonitor
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
-EMA_STATE_KEY = "EMA"  # checkpoint["callbacks"][EMA_STATE_KEY] = EMA.state_dict()
+log = logging.getLogger(__name__)
+
+EMA_STATE_KEY = "EMA"  # checkpoint["callbacks"][EMA_STATE_KEY]: this callback's state (and the old shadow)
+TRAINING_WEIGHTS_KEY = "current_model_state"  # Lightning's WeightAveraging: the training weights
 
 
-class EMA(pl.Callback):
-    """Exponential moving average of every floating-point entry of the module's state dict.
+class EMA(EMAWeightAveraging):
+    """Exponential moving average of the weights: Lightning's `EMAWeightAveraging`, updated once per
+    optimizer step, ema <- decay * ema + (1 - decay) * weights, with three differences kept on purpose:
 
-    shadow <- decay * shadow + (1 - decay) * weights, once per optimizer step. Validation runs with the
-    shadow weights swapped in (and the training weights swapped back afterwards), so `val/loss` and
-    best-k checkpoint selection judge the EMA model. The shadow lives in the checkpoint under
-    `checkpoint["callbacks"]["EMA"]` and is restored on resume; `mdgen.config.load_module` loads it by
-    default. Off by default (as in the original); enable with `callbacks.ema.enabled=true`.
+    - The average starts at the weights the run starts from (setup), so the first update gives
+      decay * w_0 + (1 - decay) * w_1, the recurrence of the original MDGen and of mdgen's earlier callback.
+      (Lightning's `AveragedModel` alone would copy w_1 at the first update.)
+    - Training ends with the training weights still in the module (Lightning would copy the average in):
+      `mdgen.train` saves the stop-time `last.ckpt` after `fit` returns, and that checkpoint must keep the
+      training weights as the state a resume continues from. Sampling reads the EMA from checkpoints.
+    - `enabled=false` turns the callback into a no-op that keeps the config key (`callbacks.ema.enabled`,
+      also written by `mdgen.convert`'s recipes); resuming an EMA run with EMA off continues from the
+      training weights.
+
+    Averaged: the parameters only (`use_buffers=False`). The network's buffers are constant tables that are
+    not saved (non-persistent), so the parameters are every entry of the module's state dict; averaging the
+    tables too would only add rounding to constants. Validation runs with the average swapped in, so
+    `val/loss` and best-k checkpoint selection judge the EMA model; checkpoints are in Lightning's layout
+    (module docstring), and a run started from a checkpoint of the earlier layout resumes its EMA.
     """
 
-    def __init__(self, decay: float = 0.999, enabled: bool = True, validate_with_ema: bool = True):
+    def __init__(self, decay: float = 0.999, enabled: bool = True):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        super().__init__(decay=decay, use_buffers=False, update_every_n_steps=1)
         self.decay = decay
         self.enabled = enabled
-        self.validate_with_ema = validate_with_ema
-        self.num_updates = 0
-        self._shadow: dict[str, Tensor] | None = None
-        self._training_weights: dict[str, Tensor] | None = None  # set while the shadow is swapped in
-        self._last_global_step = -1
 
     @property
     def state_key(self) -> str:
         return EMA_STATE_KEY
 
     @property
-    def shadow(self) -> dict[str, Tensor] | None:
-        return self._shadow
+    def average(self) -> dict[str, Tensor] | None:
+        """The current EMA weights by state-dict key (views), or None before `setup` / when disabled."""
+        if self._average_model is None:
+            return None
+        return dict(self._average_model.module.state_dict())
 
-    # ---- updates -------------------------------------------------------------------------------------
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return self.enabled and super().should_update(step_idx=step_idx, epoch_idx=epoch_idx)
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self.enabled:
             return
-        if self._shadow is None:
-            self._shadow = {k: v.detach().clone() for k, v in _float_entries(pl_module.state_dict()).items()}
-        self._move_shadow_to(pl_module.device)
-        self._last_global_step = trainer.global_step
+        super().setup(trainer, pl_module, stage)
+        if self._average_model is not None:
+            # n_averaged 0 -> 1: the average becomes the starting weights, later updates are the recurrence.
+            # A resume then overwrites the average and its counter from the checkpoint.
+            self._average_model.update_parameters(pl_module)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        # global_step counts optimizer steps: this skips accumulation micro-batches and skipped steps.
-        if not self.enabled or trainer.global_step == self._last_global_step:
-            return
-        self._last_global_step = trainer.global_step
-        self._move_shadow_to(pl_module.device)
-        weights = pl_module.state_dict()
-        with torch.no_grad():
-            for key, shadow in self._shadow.items():
-                shadow.lerp_(weights[key].detach().to(shadow.dtype), 1.0 - self.decay)
-        self.num_updates += 1
-
-    def _move_shadow_to(self, device: torch.device) -> None:
-        if self._shadow is not None and next(iter(self._shadow.values())).device != device:
-            self._shadow = {k: v.to(device) for k, v in self._shadow.items()}
-
-    # ---- validation with the shadow weights ----------------------------------------------------------
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled and self.validate_with_ema and self._shadow is not None:
-            self._move_shadow_to(pl_module.device)
-            self._training_weights = _swap_in(pl_module, self._shadow)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._training_weights is not None:
-            _swap_in(pl_module, self._training_weights)
-            self._training_weights = None
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Keep the training weights in the module (see the class docstring)."""
 
     def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        # A checkpoint written while the shadow is swapped in must still hold the training weights.
-        if self._training_weights is not None:
-            checkpoint["state_dict"] = {**checkpoint["state_dict"], **self._training_weights}
+        if self.enabled:
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
-    # ---- state -----------------------------------------------------------------------------------------
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if TRAINING_WEIGHTS_KEY in checkpoint and not self.enabled:
+            # Lightning loaded the EMA weights (state_dict) into the module; continue from the training ones.
+            pl_module.load_state_dict(checkpoint[TRAINING_WEIGHTS_KEY])
+            return
+        if not self.enabled:
+            return
+        old_shadow = _old_layout_shadow(checkpoint)
+        if TRAINING_WEIGHTS_KEY not in checkpoint and old_shadow is not None:
+            # mdgen's earlier EMA callback: state_dict is the training weights (already in the module).
+            module = self._average_model.module
+            module.load_state_dict({**module.state_dict(), **old_shadow})
+            self._average_model.n_averaged.fill_(1)  # > 0: the next step updates, it does not copy
+            self._latest_update_step = int(checkpoint.get("global_step", 0))
+            return
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
-        if not self.enabled or self._shadow is None:
-            return {}
-        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self._shadow)}
+        return super().state_dict() if self.enabled else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if not self.enabled or not state_dict:
-            return
-        self._shadow = {k: v.clone() for k, v in state_dict["shadow"].items()}
-        self.num_updates = int(state_dict["num_updates"])
+        if self.enabled and "latest_update_step" in state_dict:  # the earlier layout: on_load_checkpoint
+            super().load_state_dict(state_dict)
 
 
 def ema_weights_from_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Tensor] | None:
-    """The EMA shadow weights stored in a Lightning checkpoint dict, or None when EMA was off."""
-    state = checkpoint.get("callbacks", {}).get(EMA_STATE_KEY) or {}
+    """The EMA weights stored in a training checkpoint dict (either layout), or None when EMA was off.
+
+    Lightning's layout: the whole state dict. The earlier layout: the floating-point entries only (apply
+    them over `training_weights_from_checkpoint`). An exported checkpoint has none: its weights already are
+    the EMA weights when its `exported_from["weights"]` says "ema"."""
+    if TRAINING_WEIGHTS_KEY in checkpoint:
+        return dict(checkpoint["state_dict"])
+    return _old_layout_shadow(checkpoint)
+
+
+def training_weights_from_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The training (not averaged) weights of a checkpoint dict, whichever EMA layout it has."""
+    key = TRAINING_WEIGHTS_KEY if TRAINING_WEIGHTS_KEY in checkpoint else "state_dict"
+    return dict(checkpoint[key])
+
+
+def _old_layout_shadow(checkpoint: Mapping[str, Any]) -> dict[str, Tensor] | None:
+    state = (checkpoint.get("callbacks") or {}).get(EMA_STATE_KEY) or {}
     return state.get("shadow")
 
 
-def _float_entries(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v for k, v in state.items() if torch.is_floating_point(v)}
+class TrajectoryThroughput(ThroughputMonitor):
+    """Lightning's `ThroughputMonitor` for trajectory batches, logged every `trainer.log_every_n_steps`
+    once `window_size` batches were seen (rolling averages over them, validation time left out):
 
-
-def _swap_in(module: pl.LightningModule, weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Copy `weights` into the module in place; returns copies of the entries it replaced."""
-    current = module.state_dict()
-    replaced = {}
-    with torch.no_grad():
-        for key, value in weights.items():
-            replaced[key] = current[key].detach().clone()
-            current[key].copy_(value)
-    return replaced
-
-
-class FramesPerSecond(pl.Callback):
-    """Logs training throughput every batch: `train/frames_per_s` (B*T trajectory frames per second over
-    all ranks) and `train/step_time_s`, averaged over the last `window` batches, data loading included.
-
-    A batch is timed from the end of the previous one; intervals that contain an epoch boundary or a
-    validation run (and the first batch, which pays for start-up) are left out.
+    - `train/device/samples_per_sec`: trajectory windows (B per batch) per second on one device;
+    - `train/device/items_per_sec`: trajectory frames (B*T per batch) per second on one device, the
+      frames-per-second figure; with several devices also `train/samples_per_sec`, `train/items_per_sec`
+      over all of them;
+    - on GPUs Lightning knows the peak of: `train/device/flops_per_sec` and `train/device/mfu`, from the
+      FLOPs of one training step counted once on the first batch (`torch.utils.flop_counter`; forward and
+      backward, recomputation included under gradient checkpointing) and, for `validate/...`, of one forward.
+      The count runs on rank 0 with its own generator, the global RNG state restored and no gradient kept,
+      so training is the same with or without it. On CPUs no FLOPs are counted (no MFU).
     """
 
-    def __init__(self, window: int = 20):
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.window = window
-        self._intervals: deque[tuple[int, float]] = deque(maxlen=window)  # (frames, seconds) per batch
-        self._last_end: float | None = None
+    def __init__(self, window_size: int = 20):
+        if window_size < 2:
+            raise ValueError(f"window_size must be >= 2 (rates are differences over it), got {window_size}")
+        super().__init__(
+            batch_size_fn=trajectory_windows, length_fn=trajectory_frames, window_size=window_size
+        )
+        self.train_flops: int | None = None
+        self.forward_flops: int | None = None
+        self._counted = False
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_end = None
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_end = None
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Mapping[str, Any],
-        batch_idx: int,
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        _synchronize(pl_module.device)
-        now = time.perf_counter()
-        batch_size, num_frames = batch["trans"].shape[:2]
-        if self._last_end is not None:
-            self._intervals.append((batch_size * num_frames, now - self._last_end))
-        self._last_end = now
-        if not self._intervals:
-            return
-        frames = sum(f for f, _ in self._intervals)
-        seconds = sum(s for _, s in self._intervals)
-        pl_module.log(
-            "train/frames_per_s",
-            frames * trainer.world_size / seconds,
-            on_step=True,
-            on_epoch=False,
-            batch_size=batch_size,
-        )
-        pl_module.log(
-            "train/step_time_s",
-            seconds / len(self._intervals),
-            on_step=True,
-            on_epoch=False,
-            batch_size=batch_size,
-        )
+        if not self._counted and trainer.is_global_zero:
+            self._counted = True
+            if self.available_flops is not None:
+                self.forward_flops, self.train_flops = count_step_flops(pl_module, batch)
+        pl_module.flops_per_batch = self.train_flops  # read by ThroughputMonitor (None: no FLOPs, no warning)
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        pl_module.flops_per_batch = self.forward_flops
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def trajectory_windows(batch: Mapping[str, Any]) -> int:
+    """B: trajectory windows in a batch."""
+    return int(batch["trans"].shape[0])
+
+
+def trajectory_frames(batch: Mapping[str, Any]) -> int:
+    """B * T: trajectory frames in a batch."""
+    return int(batch["trans"].shape[0] * batch["trans"].shape[1])
+
+
+def count_step_flops(pl_module: pl.LightningModule, batch: Mapping[str, Any]) -> tuple[int, int]:
+    """(forward FLOPs, forward + backward FLOPs) of the training loss of `batch`, counted by
+    `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention).
+
+    No side effects on training: the loss noise comes from a fresh generator, the global RNG state is
+    restored, and the gradients are taken with `torch.autograd.grad` (nothing accumulates in `.grad`)."""
+    device = pl_module.device
+    parameters = [p for p in pl_module.parameters() if p.requires_grad]
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        generator = torch.Generator(device=device).manual_seed(0)
+        with FlopCounterMode(display=False) as forward_counter:
+            loss = pl_module.compute_loss(batch, generator).loss
+        with FlopCounterMode(display=False) as backward_counter:
+            torch.autograd.grad(loss, parameters, allow_unused=True)
+    forward = forward_counter.get_total_flops()
+    return forward, forward + backward_counter.get_total_flops()
 
 
 class SaveRunConfig(pl.Callback):

@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgen.callbacks import ema_weights_from_checkpoint
+from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
 from mdgen.errors import UserError
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, MDGenModule
 from mdgen.options import OptionError
@@ -379,7 +379,7 @@ def load_module(
     run_config = vetted_run_config(checkpoint[CHECKPOINT_KEY]["config"], ckpt_path)
     built = {key: run_config[key] for key in CHECKPOINT_BUILT_NODES if key in run_config}
     module = build_module(OmegaConf.create(built), run_config=run_config)
-    state = dict(checkpoint["state_dict"])
+    state = training_weights_from_checkpoint(checkpoint)
     ema = ema_weights_from_checkpoint(checkpoint) if use_ema else None
     exported_weights = checkpoint[CHECKPOINT_KEY].get("exported_from", {}).get("weights")
     if use_ema and ema is None and exported_weights == "ema":

@@ -1,9 +1,10 @@
 """`python -m mdgen.export in_ckpt=RUN/checkpoints/last.ckpt out_ckpt=MODEL.ckpt`: a checkpoint to ship.
 
 Keeps what sampling needs and nothing else: the weights (the EMA weights when the run kept them, as the
-module's `state_dict`), the resolved run config and the task, plus where they came from. Optimizer,
-scheduler, loop and callback states are dropped, so the file is a fraction of a training checkpoint; it
-samples (`mdgen.sample`) and starts fine-tuning runs (`mdgen.train init_from=`), it does not resume one.
+module's `state_dict`; either EMA checkpoint layout, see `mdgen.callbacks`), the resolved run config and
+the task, plus where they came from. Optimizer, scheduler, loop and callback states are dropped, so the
+file is a fraction of a training checkpoint; it samples (`mdgen.sample`) and starts fine-tuning runs
+(`mdgen.train init_from=`), it does not resume one.
 The input is read with `weights_only=True`; the output is written atomically and loaded back as a check.
 """
 
@@ -15,7 +16,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from mdgen.callbacks import ema_weights_from_checkpoint
+from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
 from mdgen.checkpoints import write_checkpoint_atomically
 from mdgen.config import config_dir, load_module, read_checkpoint
 from mdgen.errors import UserError, user_errors
@@ -38,8 +39,8 @@ def export_checkpoint(
         raise UserError(
             f"{in_ckpt}: the run kept no EMA weights; pass use_ema=false to export its training weights"
         )
-    state = dict(checkpoint["state_dict"])
-    state.update(ema or {})
+    state = training_weights_from_checkpoint(checkpoint)
+    state.update(ema or {})  # either EMA layout (mdgen.callbacks): the EMA weights over the training ones
     entry = checkpoint[CHECKPOINT_KEY]
     exported = {
         "epoch": int(checkpoint.get("epoch", 0)),

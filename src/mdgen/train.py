@@ -21,7 +21,7 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mdgen.callbacks import SaveRunConfig
+from mdgen.callbacks import SaveRunConfig, training_weights_from_checkpoint
 from mdgen.config import (
     build_module,
     build_trainer,
@@ -166,7 +166,7 @@ def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
     with open_dict(cfg):
         cfg.model = OmegaConf.create({**stored_model, "grad_checkpointing": cfg.model.grad_checkpointing})
     log.info("init_from=%s: network config and weights taken from the checkpoint", path)
-    return dict(checkpoint["state_dict"])
+    return training_weights_from_checkpoint(checkpoint)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")

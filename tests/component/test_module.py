@@ -1,4 +1,4 @@
-"""MDGenModule (loss, sampling API), the LR schedule and the EMA callback, with stub networks.
+"""MDGenModule (loss, sampling API) and the LR schedule, with stub networks (the EMA callback: test_ema.py).
 
 The stubs make the expected numbers exact; the real network is exercised in tests/integration.
 """
@@ -6,12 +6,10 @@ The stubs make the expected numbers exact; the real network is exercised in test
 import math
 from types import SimpleNamespace
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
 
-from mdgen.callbacks import EMA, ema_weights_from_checkpoint
 from mdgen.geometry import quaternion_to_rotation
 from mdgen.interpolant import DirichletFlow, GVPPath, masked_mse
 from mdgen.module import MDGenModule, WarmupThenDecay
@@ -186,56 +184,3 @@ def test_checkpoint_hooks_carry_config_task_and_noise_state():
 def test_warmup_schedules(schedule, expected):
     values = [schedule(step) for step in (0, 1, 2, 4, 6, 9)]
     assert values == pytest.approx(expected, abs=1e-12)
-
-
-# ---- EMA ------------------------------------------------------------------------------------------------
-
-
-class LinearModule(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = nn.Linear(2, 2)
-
-
-def _fake_trainer(step):
-    return SimpleNamespace(global_step=step)
-
-
-def test_ema_follows_the_recurrence_once_per_optimizer_step():
-    module, ema = LinearModule(), EMA(decay=0.9)
-    ema.on_fit_start(_fake_trainer(0), module)
-    start = module.layer.weight.detach().clone()
-    with torch.no_grad():
-        module.layer.weight.add_(1.0)
-    ema.on_train_batch_end(_fake_trainer(1), module)
-    ema.on_train_batch_end(_fake_trainer(1), module)  # accumulation micro-batch: no second update
-    torch.testing.assert_close(ema.shadow["layer.weight"], 0.9 * start + 0.1 * (start + 1.0))
-    assert ema.num_updates == 1
-
-
-def test_ema_swaps_weights_for_validation_and_back():
-    module, ema = LinearModule(), EMA(decay=0.5)
-    ema.on_fit_start(_fake_trainer(0), module)
-    with torch.no_grad():
-        module.layer.weight.add_(2.0)
-    ema.on_train_batch_end(_fake_trainer(1), module)
-    training = module.layer.weight.detach().clone()
-    ema.on_validation_start(None, module)
-    torch.testing.assert_close(module.layer.weight, training - 1.0)
-    checkpoint = {"state_dict": module.state_dict()}
-    ema.on_save_checkpoint(None, module, checkpoint)  # saved mid-validation: still the training weights
-    torch.testing.assert_close(checkpoint["state_dict"]["layer.weight"], training)
-    ema.on_validation_end(None, module)
-    torch.testing.assert_close(module.layer.weight, training)
-
-
-def test_ema_state_round_trips_and_is_found_in_a_checkpoint():
-    module, ema = LinearModule(), EMA(decay=0.9)
-    ema.on_fit_start(_fake_trainer(0), module)
-    state = ema.state_dict()
-    restored = EMA(decay=0.9)
-    restored.load_state_dict(state)
-    torch.testing.assert_close(restored.shadow["layer.weight"], module.layer.weight)
-    assert ema_weights_from_checkpoint({"callbacks": {"EMA": state}}).keys() == {"layer.weight", "layer.bias"}
-    assert ema_weights_from_checkpoint({"callbacks": {}}) is None
-    assert EMA(enabled=False).state_dict() == {}

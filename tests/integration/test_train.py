@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mdgen.callbacks import ema_weights_from_checkpoint
+from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
 from mdgen.config import IncompatibleCheckpointError, build_module, compose_config, load_module
 from mdgen.train import train
 from training_probe import probe_overrides, read_probe
@@ -132,6 +132,7 @@ RESUME = [
     "callbacks.ema.decay=0.9",
     "logger=csv",
     "trainer.log_every_n_steps=1",
+    "callbacks.throughput.window_size=2",
     "seed=3",
 ]
 
@@ -150,15 +151,20 @@ def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
     straight = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)
     assert straight["global_step"] == resumed["global_step"] == 4
-    for key, value in straight["state_dict"].items():
-        torch.testing.assert_close(resumed["state_dict"][key], value, msg=f"weights differ at {key}")
+    straight_weights = training_weights_from_checkpoint(straight)
+    resumed_weights = training_weights_from_checkpoint(resumed)
+    for key, value in straight_weights.items():
+        torch.testing.assert_close(resumed_weights[key], value, msg=f"weights differ at {key}")
     straight_ema, resumed_ema = ema_weights_from_checkpoint(straight), ema_weights_from_checkpoint(resumed)
+    assert straight_ema.keys() == straight_weights.keys()
     for key, value in straight_ema.items():
         torch.testing.assert_close(resumed_ema[key], value, msg=f"EMA differs at {key}")
+    # the EMA is its own state: not the training weights (a resume that re-seeded it from them, or saved
+    # the training weights twice, would make the two equal)
     assert not torch.allclose(
-        straight_ema["network.final_layer.proj.weight"],
-        straight["state_dict"]["network.final_layer.proj.weight"],
+        straight_ema["network.final_layer.proj.weight"], straight_weights["network.final_layer.proj.weight"]
     )
+    assert straight["callbacks"]["EMA"] == resumed["callbacks"]["EMA"] == {"latest_update_step": 4}
     assert straight["lr_schedulers"][0]["last_epoch"] == resumed["lr_schedulers"][0]["last_epoch"] == 4
     adam_straight = straight["optimizer_states"][0]["state"]
     adam_resumed = resumed["optimizer_states"][0]["state"]
@@ -172,6 +178,13 @@ def test_resume_continues_step_counter_optimizer_and_ema_exactly(tmp_path):
         resumed_rows = metrics_by_step(tmp_path / "resumed", column)
         assert len(resumed_rows) == len(straight_rows) >= 2 and min(resumed_rows) < 2 <= max(resumed_rows)
         assert list(resumed_rows.values()) == pytest.approx(list(straight_rows.values()), rel=1e-5), column
+
+    # Lightning's ThroughputMonitor: frames (B*T) per second are windows (B) per second x T = 10 frames.
+    # Catches the two counts swapped or frames counted as B*L.
+    frames = metrics_by_step(tmp_path / "straight", "train/device/items_per_sec")
+    windows = metrics_by_step(tmp_path / "straight", "train/device/samples_per_sec")
+    assert frames and frames.keys() == windows.keys()
+    assert all(frames[step] == pytest.approx(10 * windows[step]) and frames[step] > 0 for step in frames)
 
     # The checkpoint alone rebuilds the module, with the EMA weights by default.
     module = load_module(tmp_path / "straight/checkpoints/last.ckpt", expected_task="forward")
