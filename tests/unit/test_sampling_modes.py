@@ -48,3 +48,16 @@ def test_options_of_another_task_are_refused(tmp_path):
         check_options_for_mode(request, FORWARD, "forward task")
     assert "num_chunks" not in str(error.value)
     check_options_for_mode(request.__class__(ckpt_path=str(ckpt), out_dir="x", num_chunks=2), FORWARD, "")
+
+
+def test_the_reference_msm_options_default_to_the_evaluators_settings():
+    """Sampling's TPS endpoints and mdgen.evaluate use one MSM: catches a default copied into the
+    request (it would drift from StateModelSettings) or a given value that is dropped."""
+    from mdgen.evaluation.msm import StateModelSettings
+
+    request = SamplingRequest(ckpt_path="x.ckpt", out_dir="out")
+    assert StateModelSettings(**request.state_model_options()) == StateModelSettings()
+    request = SamplingRequest(ckpt_path="x.ckpt", out_dir="out", msm_lag_ps=20.0, n_metastable=4)
+    settings = StateModelSettings(**request.state_model_options())
+    assert (settings.msm_lag_ps, settings.n_metastable) == (20.0, 4)
+    assert settings.tica_lag_ps == StateModelSettings().tica_lag_ps

@@ -36,6 +36,9 @@ OPTION_MODES = {
     "design_residues": {DESIGN},
 }
 
+# SamplingRequest fields passed to mdgen.evaluation.msm.StateModelSettings (TPS endpoints).
+STATE_MODEL_OPTIONS = ("tica_lag_ps", "msm_lag_ps", "n_clusters", "n_metastable")
+
 
 @dataclass(frozen=True)
 class SamplingRequest:
@@ -68,10 +71,12 @@ class SamplingRequest:
     start_frame: int | None = None
     end_frame: int | None = None
     transition: str | None = None
-    tica_lag_ps: float = 100.0
-    msm_lag_ps: float = 100.0
-    n_clusters: int = 100
-    n_metastable: int = 10
+    # interp between metastable states: the reference MSM; None keeps the default of
+    # mdgen.evaluation.msm.StateModelSettings (the one home of these defaults, shared with mdgen.evaluate)
+    tica_lag_ps: float | None = None
+    msm_lag_ps: float | None = None
+    n_clusters: int | None = None
+    n_metastable: int | None = None
     # upsample
     allow_extrapolation: bool | None = None
     # design
@@ -95,6 +100,10 @@ class SamplingRequest:
         (`name=1234`, `precision=32`).
         """
         return cls(**checked_fields(cls, options))
+
+    def state_model_options(self) -> dict[str, Any]:
+        """The reference-MSM settings given here, as keyword arguments of `StateModelSettings`."""
+        return {name: getattr(self, name) for name in STATE_MODEL_OPTIONS if getattr(self, name) is not None}
 
     def given_options(self) -> list[str]:
         return [name for name in OPTION_MODES if getattr(self, name) is not None]

@@ -178,12 +178,7 @@ def _prepare_paths(request: SamplingRequest, task: TaskSpec) -> Job:
     else:
         from mdgen.evaluation.msm import StateModelSettings
 
-        settings = StateModelSettings(
-            tica_lag_ps=request.tica_lag_ps,
-            msm_lag_ps=request.msm_lag_ps,
-            n_clusters=request.n_clusters,
-            n_metastable=request.n_metastable,
-        )
+        settings = StateModelSettings(**request.state_model_options())
         transition, states = choose_transition(
             Path(request.input_pdb), Path(request.input_xtc), request.transition, settings
         )
