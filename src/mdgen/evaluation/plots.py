@@ -210,3 +210,39 @@ def protein_rmsf(name: str, rows: Mapping[str, object], path: Path) -> Path:
     ax.set_title(f"{name}: RMSF per residue", fontsize=9)
     ax.legend(fontsize=6)
     return _save(fig, path)
+
+
+def protein_pca(name: str, projections, path: Path) -> Path:
+    """Frames on the top two MD principal components (Å; `proteins.PcaProjections`): left, all MD vs the
+    generated frames; right, each MD replica on its own (consecutive frames joined), the replica-vs-replica
+    spread that a generated ensemble is measured against. The star is the reference structure."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+    md_all = np.concatenate(projections.md)
+    left, right = axes
+    left.scatter(
+        md_all[:, 0], md_all[:, 1], s=6, color="black", alpha=0.5, label=f"MD ({len(md_all)} frames)"
+    )
+    generated = projections.generated
+    left.scatter(
+        generated[:, 0],
+        generated[:, 1],
+        s=6,
+        color="tab:red",
+        alpha=0.5,
+        label=f"generated ({len(generated)})",
+    )
+    left.set_title("MD vs generated", fontsize=9)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, run in enumerate(projections.md):
+        colour = colours[k % len(colours)]
+        right.plot(run[:, 0], run[:, 1], "-", color=colour, lw=0.5, alpha=0.6)
+        right.scatter(run[:, 0], run[:, 1], s=6, color=colour, label=f"MD replica {k + 1}")
+    right.set_title("MD replicas", fontsize=9)
+    pc1, pc2 = projections.explained_variance
+    for ax in axes:
+        ax.plot(*projections.structure, "*", color="gold", mec="black", ms=11, label="structure")
+        ax.set_xlabel(f"MD PC1 (Å, {100 * pc1:.0f}% of MD variance)")
+        ax.legend(fontsize=6)
+    left.set_ylabel(f"MD PC2 (Å, {100 * pc2:.0f}%)")
+    fig.suptitle(f"{name}: CA frames on the MD principal components", fontsize=10)
+    return _save(fig, path)

@@ -28,6 +28,8 @@ PDB) on its CA atoms:
 - physical validity on CA atoms: a frame has a CA break when a consecutive CA(i)-CA(i+1) distance is
   outside [3.6, 4.0] Å ([2.7, 4.0] before a proline; METHOD 12), and a CA clash when two CA atoms at
   least two residues apart are closer than `ca_clash_A` (3.0 Å); valid = neither.
+Figures (`write_figures`): CA RMSF per residue for every row, and every frame projected on the top two
+MD principal components (`md_pca_projections`): MD against generated, and the MD replicas one by one.
 A Jaccard index is NaN when both sets are empty, a correlation NaN when either side is constant.
 
 Rows per target: "generated" (samples against all MD), and with two or more MD replicas one row
@@ -38,6 +40,7 @@ what a perfect model could reach with that much MD.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mdtraj as md
 import numpy as np
@@ -160,10 +163,17 @@ def rmwd(md_coords: np.ndarray, gen_coords: np.ndarray) -> tuple[float, float, f
 
 def principal_components(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean (3N,), components (k, 3N) unit rows by decreasing variance) of coordinates (T, N, 3)."""
+    mean, components, _ = _pca(coords)
+    return mean, components
+
+
+def _pca(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (3N,), components (k, 3N), fraction of the variance along each component (k,))."""
     flat = coords.reshape(len(coords), -1)
     mean = flat.mean(0)
-    _, _, components = np.linalg.svd(flat - mean, full_matrices=False)
-    return mean, components
+    _, singular, components = np.linalg.svd(flat - mean, full_matrices=False)
+    variance = singular**2
+    return mean, components, variance / variance.sum() if variance.sum() > 0 else variance
 
 
 def _matched_w2(a: np.ndarray, b: np.ndarray, n_atoms: int) -> float:
@@ -212,6 +222,18 @@ def _contact_probability(
 ) -> np.ndarray:
     i, j = pairs
     return (np.linalg.norm(coords[:, i] - coords[:, j], axis=-1) < cutoff).mean(0)
+
+
+def contact_sets(
+    structure_coords: np.ndarray, coords: np.ndarray, cutoff_A: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weak, transient) contact masks (P,) over the CA pairs i < j - 2 (`np.triu_indices(N, k=3)` order)
+    of frames (T, N, 3) Å: weak = contacts of the structure (N, 3) present in < 90% of the frames,
+    transient = other pairs in contact in > 10% of the frames."""
+    pairs = np.triu_indices(len(structure_coords), k=3)
+    crystal = _contact_probability(structure_coords[None], cutoff_A, pairs) > 0.5
+    probability = _contact_probability(coords, cutoff_A, pairs)
+    return crystal & (probability < 0.9), ~crystal & (probability > 0.1)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -320,12 +342,9 @@ def score_protein(
     md_sample, gen_sample = _even(md_coords, settings.max_frames), _even(gen_coords, settings.max_frames)
     rmwd_total, rmwd_translation, rmwd_variance = rmwd(md_coords, gen_coords)
 
-    pairs = np.triu_indices(len(ca), k=3)
-    crystal = _contact_probability(structure.xyz[:, ca] * _NM_TO_A, settings.contact_cutoff_A, pairs) > 0.5
-    md_prob = _contact_probability(md_coords, settings.contact_cutoff_A, pairs)
-    gen_prob = _contact_probability(gen_coords, settings.contact_cutoff_A, pairs)
-    weak = lambda p: crystal & (p < 0.9)  # noqa: E731
-    transient = lambda p: ~crystal & (p > 0.1)  # noqa: E731
+    structure_ca = structure.xyz[0, ca] * _NM_TO_A
+    md_weak, md_transient = contact_sets(structure_ca, md_coords, settings.contact_cutoff_A)
+    gen_weak, gen_transient = contact_sets(structure_ca, gen_coords, settings.contact_cutoff_A)
 
     threshold = settings.exposure_threshold_nm2
     sasa = lambda traj: sidechain_sasa_nm2(traj, settings.sasa_probe_nm, settings.sasa_sphere_points)  # noqa: E731
@@ -349,8 +368,8 @@ def score_protein(
         md_pca_w2_A=pca_w2(md_sample, gen_sample, rng),
         joint_pca_w2_A=joint_pca_w2(md_sample, gen_sample, rng),
         pc1_cosine_similarity=pc1_cosine_similarity(md_sample, gen_sample),
-        weak_contacts_jaccard=jaccard(weak(md_prob), weak(gen_prob)),
-        transient_contacts_jaccard=jaccard(transient(md_prob), transient(gen_prob)),
+        weak_contacts_jaccard=jaccard(md_weak, gen_weak),
+        transient_contacts_jaccard=jaccard(md_transient, gen_transient),
         md_exposed_residues=int(md_exposed.sum()),
         generated_exposed_residues=int(gen_exposed.sum()),
         exposed_residues_jaccard=jaccard(md_exposed, gen_exposed),
@@ -391,3 +410,59 @@ class ProteinPeptideResult:
     @property
     def scores(self) -> ProteinScores:
         return self.rows[GENERATED]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+
+
+@dataclass(frozen=True)
+class PcaProjections:
+    """CA frames (superposed on the structure on their CA atoms) on the top two principal components of
+    the MD frames (the PCA of MD-PCA W2: fitted on at most `max_frames` evenly spaced MD frames). Values
+    in Å: projections of (frame - MD mean) on unit PCs of the flattened coordinates (3 N_CA,)."""
+
+    md: tuple[np.ndarray, ...]  # per MD trajectory (replica), (T_i, 2)
+    generated: np.ndarray  # (T', 2), all generated frames pooled
+    structure: np.ndarray  # (2,) the reference structure
+    explained_variance: tuple[float, float]  # fraction of the MD variance along PC1, PC2
+
+
+def md_pca_projections(
+    reference: TrajectoryGroup, generated: TrajectoryGroup, structure: md.Trajectory, max_frames: int = 500
+) -> PcaProjections:
+    """Every MD and generated frame on the top two MD PCs (groups on one topology, see `score_protein`)."""
+    ca = np.asarray([atom.index for atom in structure.topology.atoms if atom.name == "CA"])
+    md_runs = [
+        _ca_coordinates(TrajectoryGroup((run,), reference.timestep_ps, reference.source), structure, ca)
+        for run in reference.trajectories
+    ]
+    mean, components, explained = _pca(_even(np.concatenate(md_runs), max_frames))
+    project = lambda coords: (coords.reshape(len(coords), -1) - mean) @ components[:2].T  # noqa: E731
+    return PcaProjections(
+        md=tuple(project(run) for run in md_runs),
+        generated=project(_ca_coordinates(generated, structure, ca)),
+        structure=project(structure.xyz[:, ca] * _NM_TO_A)[0],
+        explained_variance=(float(explained[0]), float(explained[1])),
+    )
+
+
+def write_figures(
+    name: str,
+    rows: dict[str, ProteinScores],
+    reference: TrajectoryGroup,
+    generated: TrajectoryGroup,
+    structure: md.Trajectory,
+    plot_dir: Path,
+    settings: ProteinSettings = ProteinSettings(),
+) -> list[Path]:
+    """`plot_dir/NAME_rmsf.png` (RMSF per residue, every row) and `plot_dir/NAME_pca.png` (frames on the
+    MD PCs: MD vs generated, and per MD replica); the arguments are those of `score_protein`."""
+    from mdgen.evaluation import plots
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    projections = md_pca_projections(reference, generated, structure, settings.max_frames)
+    return [
+        plots.protein_rmsf(name, rows, plot_dir / f"{name}_rmsf.png"),
+        plots.protein_pca(name, projections, plot_dir / f"{name}_pca.png"),
+    ]
