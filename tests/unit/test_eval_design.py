@@ -8,8 +8,9 @@ import pytest
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 from mdgen.evaluation.design import evaluate_design, read_design_spec, score_design
 from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.msm import StateModelSettings, reference_state_model
+from mdgen.sample_files import SampleFileError
 
 
 def _spec(tmp_path, sequences, truth="AKIR", positions=(1, 2), **extra):
@@ -57,11 +58,11 @@ def test_target_state_fractions_use_the_given_states(tmp_path):
 
 
 def test_invalid_design_files_name_the_file_and_the_problem(tmp_path):
-    with pytest.raises(EvaluationInputError, match=r"AKIR_design\.json: .*sample 0 has length 3"):
+    with pytest.raises(SampleFileError, match=r"AKIR_design\.json: .*sample 0 has length 3"):
         _spec(tmp_path, ["AKI"])
-    with pytest.raises(EvaluationInputError, match="designed_positions"):
+    with pytest.raises(SampleFileError, match="designed_positions"):
         _spec(tmp_path, ["AKIR"], positions=(4,))
-    with pytest.raises(EvaluationInputError, match="non-standard letters"):
+    with pytest.raises(SampleFileError, match="non-standard letters"):
         _spec(tmp_path, ["AKBR"])
 
 

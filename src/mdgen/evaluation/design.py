@@ -1,6 +1,6 @@
 """Sequence-design metrics (METHOD 7.5), with the original's 'final design' bug fixed.
 
-Samples: `samples_dir/NAME_design.json`
+Samples: `samples_dir/NAME_design.json` (format: `mdgen.sample_files.DesignManifest`); the evaluator reads
 
     {"name": "AKIR", "true_sequence": "AKIR", "designed_positions": [1, 2],
      "start_state": 3, "end_state": 5,                      # optional
@@ -27,7 +27,6 @@ Scores:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,7 @@ from mdgen.evaluation.loading import (
     match_atoms,
 )
 from mdgen.evaluation.msm import StateModelSettings, reference_state_model
-
-AMINO_ACIDS = frozenset("ARNDCQEGHILKMFPSTWYV")
-NOT_PREDICTED = "X"
+from mdgen.sample_files import NOT_PREDICTED, read_design_manifest
 
 
 @dataclass(frozen=True)
@@ -70,42 +67,21 @@ class DesignSpec:
 
 
 def read_design_spec(path: Path) -> DesignSpec:
-    """Parse and validate a NAME_design.json; every problem raises an error naming the file."""
-    try:
-        raw = json.loads(Path(path).read_text())
-        truth = str(raw["true_sequence"])
-        positions = tuple(int(i) for i in raw["designed_positions"])
-        samples = tuple(
-            DesignSample(
-                str(s.get("predicted_sequence") or s["sequence"]),
-                path.parent / Path(s["xtc"]).name if s.get("xtc") else None,
-            )
-            for s in raw["samples"]
-        )
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise EvaluationInputError(f"{path}: not a valid design file ({error})") from error
-    problems = []
-    if not samples:
-        problems.append("no samples")
-    if not positions or any(not 0 <= i < len(truth) for i in positions):
-        problems.append(f"designed_positions {list(positions)} outside 0..{len(truth) - 1}")
-    for k, sample in enumerate(samples):
-        if len(sample.sequence) != len(truth):
-            problems.append(f"sample {k} has length {len(sample.sequence)}, true sequence {len(truth)}")
-        unknown = sorted(set(sample.sequence) - AMINO_ACIDS - {NOT_PREDICTED})
-        if unknown:
-            problems.append(f"sample {k} has non-standard letters {unknown}")
-    if problems:
-        raise EvaluationInputError(f"{path}: " + "; ".join(problems))
+    """A NAME_design.json (`mdgen.sample_files.DesignManifest`, validated there) with its files resolved:
+    sample trajectories by file name next to it, the topology inside its folder. Errors name the file."""
+    manifest = read_design_manifest(path)
     return DesignSpec(
-        name=str(raw.get("name", path.name.removesuffix("_design.json"))),
-        true_sequence=truth,
-        designed_positions=positions,
-        samples=samples,
-        start_state=raw.get("start_state"),
-        end_state=raw.get("end_state"),
-        topology=path.parent / file_in_manifest_dir(path, raw["topology"], "topology")
-        if raw.get("topology")
+        name=manifest.name,
+        true_sequence=manifest.true_sequence,
+        designed_positions=manifest.designed_positions,
+        samples=tuple(
+            DesignSample(s.scored_sequence, path.parent / Path(s.xtc).name if s.xtc else None)
+            for s in manifest.samples
+        ),
+        start_state=manifest.start_state,
+        end_state=manifest.end_state,
+        topology=path.parent / file_in_manifest_dir(path, manifest.topology, "topology")
+        if manifest.topology
         else None,
     )
 

@@ -1,12 +1,12 @@
 """Transition-path metrics (METHOD 7.3) for interpolated trajectories between two metastable states.
 
-Samples: `samples_dir/NAME_paths.json`
+Samples: `samples_dir/NAME_paths.json` (format: `mdgen.sample_files.PathsManifest`); the evaluator needs only
 
     {"name": "AKIR", "topology": "AKIR.pdb", "paths": [{"xtc": "AKIR_0.xtc"}, {"xtc": "AKIR_1.xtc"}, ...]}
 
 (only the file name of each entry is used: files are looked up next to the JSON, so the folder can
-move; "topology" optional, default `NAME.pdb`, else the first path's `NAME_0.pdb`; other keys, such as
-the sampler's endpoint frames, are ignored). Start and end states are *not* taken from the sampler: the evaluator discretises each
+move; "topology" optional, default `NAME.pdb`, else the first path's `NAME_0.pdb`; the sampler's
+endpoint frames and states are not used). Start and end states are *not* taken from the sampler: the evaluator discretises each
 generated path with its own reference model (`msm.ReferenceStateModel`), and the (start, end) pair is
 the most common (first frame, last frame) state pair; `endpoint_agreement` says how many paths have it.
 
@@ -25,7 +25,6 @@ replica MD, bridge paths of an MSM fitted to each replica prefix (how much MD gi
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from mdgen.evaluation.msm import (
     estimate_msm,
     reference_state_model,
 )
+from mdgen.sample_files import read_paths_manifest
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 
 GENERATED = "generated"
@@ -95,19 +95,14 @@ class PathAnalysis:
 
 
 def read_path_manifest(path: Path) -> tuple[Path, list[Path]]:
-    """(topology, path trajectories) from a NAME_paths.json; errors name the JSON."""
-    try:
-        manifest = json.loads(path.read_text())
-        entries = [Path(Path(entry["xtc"]).name) for entry in manifest["paths"]]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise EvaluationInputError(f"{path}: not a valid paths manifest ({error})") from error
-    if not entries:
-        raise EvaluationInputError(f"{path}: lists no paths")
-    name = path.name.removesuffix("_paths.json")
+    """(topology, path trajectories) from a NAME_paths.json (`mdgen.sample_files.PathsManifest`); errors
+    name the JSON. Trajectories are looked up by file name next to it; the topology must lie inside its folder."""
+    manifest = read_paths_manifest(path)
+    entries = [Path(Path(entry.xtc).name) for entry in manifest.paths]
     candidates = (
-        [file_in_manifest_dir(path, manifest["topology"], "topology")]
-        if "topology" in manifest
-        else [Path(f"{name}.pdb"), entries[0].with_suffix(".pdb")]
+        [file_in_manifest_dir(path, manifest.topology, "topology")]
+        if manifest.topology is not None
+        else [Path(f"{manifest.name}.pdb"), entries[0].with_suffix(".pdb")]
     )
     topology = next((path.parent / c for c in candidates if (path.parent / c).is_file()), None)
     if topology is None:

@@ -5,8 +5,9 @@ Outputs for a window named NAME and samples i = 0..N-1:
   NAME_{i}.pdb / NAME_{i}.xtc  the generated window, built WITH the designed identities (the original
                                built the true sequence, so its side chains ignored the design)
   NAME_{i}.json                the sample's record, written last (marks it finished)
-  NAME_design.json             {"name", "true_sequence", "designed_positions", "window",
-                                "samples": [{"index", "sequence", "xtc", "predicted_sequence", "recovery"}]}
+                               (`mdgen.sample_files.DesignSampleRecord`)
+  NAME_design.json             every sample's record without aa_probs, the true sequence, designed
+                               positions and window (`mdgen.sample_files.DesignManifest`)
   NAME_design.csv              index, sequence, designed, recovery, xtc
 "sequence" is the built sequence (true identities at given residues, designed ones elsewhere);
 "predicted_sequence" is the model's argmax at every residue whose identity it generated, X elsewhere
@@ -26,6 +27,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdgen.constants import RESTYPES, UNKNOWN_AATYPE
+from mdgen.sample_files import (
+    DESIGN_SUFFIX,
+    NOT_PREDICTED,
+    DesignManifest,
+    DesignSampleRecord,
+    DesignWindowRecord,
+    read_design_sample,
+)
 from mdgen.sampling.decoding import designed_positions
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, window_outputs_report
@@ -72,7 +81,7 @@ def retarget_design(task: TaskSpec, design_residues: Sequence[int] | None, num_r
 
 def _letters(aatype: np.ndarray) -> str:
     """One-letter sequence; X where the identity is unknown (not predicted)."""
-    return "".join(RESTYPES[a] if a < UNKNOWN_AATYPE else "X" for a in aatype)
+    return "".join(RESTYPES[a] if a < UNKNOWN_AATYPE else NOT_PREDICTED for a in aatype)
 
 
 def sample_record(
@@ -84,17 +93,20 @@ def sample_record(
     positions: Sequence[int],
     seed: int,
     aa_probs: np.ndarray | None,
-) -> dict:
-    """The JSON record of one design: built (L,) and sampled (L,) identities, predicted (L,) bool mask."""
+    xtc: str,
+) -> DesignSampleRecord:
+    """The record of one design: built (L,) and sampled (L,) identities, predicted (L,) bool mask,
+    aa_probs (L, 20) or None; `xtc` is the file name of its trajectory."""
     recovery = float(np.mean(built[positions] == window.aatype[positions])) if positions else None
-    return {
-        "index": index,
-        "sequence": _letters(built),
-        "predicted_sequence": _letters(np.where(predicted, sampled, UNKNOWN_AATYPE)),
-        "recovery": recovery,
-        "noise_seed": seed,
-        "aa_probs": None if aa_probs is None else np.round(aa_probs, 5),  # (L, 20)
-    }
+    return DesignSampleRecord(
+        index=index,
+        sequence=_letters(built),
+        predicted_sequence=_letters(np.where(predicted, sampled, UNKNOWN_AATYPE)),
+        recovery=recovery,
+        noise_seed=seed,
+        xtc=xtc,
+        aa_probs=None if aa_probs is None else tuple(map(tuple, np.round(aa_probs, 5).tolist())),
+    )
 
 
 def write_design_manifests(
@@ -105,29 +117,30 @@ def write_design_manifests(
     outputs: Sequence[TrajectoryOutput],
 ) -> Path:
     """NAME_design.json and NAME_design.csv from the finished samples' records."""
-    samples = [{**output.read_record(), "xtc": output.xtc.name} for output in outputs]
-    manifest = {
-        "name": window.name,
-        "true_sequence": window.sequence,
-        "designed_positions": list(positions),
-        "window": {
-            "source": window.source,
-            "start_frame": window.start_frame,
-            "stride": window.stride,
-            "num_frames": task.num_frames,
-            "frame_interval_ps": task.frame_interval_ps,
-        },
-        "samples": [{key: value for key, value in sample.items() if key != "aa_probs"} for sample in samples],
-    }
+    # xtc from the output itself: records of a run resumed from an older mdgen do not name it
+    samples = tuple(dataclasses.replace(read_design_sample(o.record), xtc=o.xtc.name) for o in outputs)
+    manifest = DesignManifest(
+        name=window.name,
+        true_sequence=window.sequence,
+        designed_positions=tuple(positions),
+        window=DesignWindowRecord(
+            source=window.source,
+            start_frame=window.start_frame,
+            stride=window.stride,
+            num_frames=task.num_frames,
+            frame_interval_ps=task.frame_interval_ps,
+        ),
+        samples=samples,
+    )
     write_csv(
         out_dir / f"{window.name}_design.csv",
         ("index", "sequence", "designed", "recovery", "xtc"),
         [
-            (s["index"], s["sequence"], "".join(s["sequence"][p] for p in positions), s["recovery"], s["xtc"])
+            (s.index, s.sequence, "".join(s.sequence[p] for p in positions), s.recovery, s.xtc)
             for s in samples
         ],
     )
-    return write_json(out_dir / f"{window.name}_design.json", manifest)
+    return write_json(out_dir / f"{window.name}{DESIGN_SUFFIX}", manifest.to_json())
 
 
 def run_design(
@@ -163,8 +176,11 @@ def run_design(
                     positions,
                     noise_seed(base_seed, i, batch_size),
                     probs,
+                    outputs[i].xtc.name,
                 )
-                outputs[i].write(generated.atom14[row], generated.aatype[row], task.frame_interval_ps, record)
+                outputs[i].write(
+                    generated.atom14[row], generated.aatype[row], task.frame_interval_ps, record.to_json()
+                )
     manifest = write_design_manifests(out_dir, window, positions, task, outputs)
     usage = sampler.usage - usage_before
     return window_outputs_report(

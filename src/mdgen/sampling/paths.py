@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mdgen.io import Trajectory
+from mdgen.sample_files import PATHS_SUFFIX, PathRecord, PathsManifest, TransitionChoice
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, window_outputs_report
 from mdgen.sampling.writer import TrajectoryOutput, write_json
@@ -35,20 +36,6 @@ class PathEndpoints:
     end_frame: int
     start_state: int | None  # metastable state label (None when frames were given)
     end_state: int | None
-
-
-@dataclass(frozen=True)
-class TransitionChoice:
-    """The state pair chosen on the reference MSM, for the record."""
-
-    selection: str  # LOWEST_FLUX or HIGHEST_FLUX
-    start_state: int  # state labels
-    end_state: int
-    flux: float  # pi_i T_ij at the state MSM's lag
-    lag_ps: float
-    start_candidates: int  # reference frames in the start state
-    end_candidates: int
-    notes: tuple[str, ...]  # deviations of the reference model from its settings
 
 
 def endpoints_from_frames(num_paths: int, start_frame: int, end_frame: int) -> list[PathEndpoints]:
@@ -138,7 +125,8 @@ def run_paths(
     batch_size: int,
     transition: TransitionChoice | None = None,
 ) -> OutputReport:
-    """Write `NAME_{i}.pdb/.xtc` for every path not yet finished, then `NAME_paths.json`."""
+    """Write `NAME_{i}.pdb/.xtc` for every path not yet finished, then `NAME_paths.json`
+    (`mdgen.sample_files.PathsManifest`)."""
     task = sampler.task
     outputs = [TrajectoryOutput(out_dir / f"{name}_{e.index}") for e in endpoints]
     pending = [e.index for e, output in zip(endpoints, outputs) if not output.is_finished()]
@@ -151,25 +139,21 @@ def run_paths(
         for i, atom14 in zip(group, generated.atom14):
             if i in pending:
                 outputs[i].write(atom14, reference.aatype, task.frame_interval_ps)
-    write_json(
-        out_dir / f"{name}_paths.json",
-        {
-            "name": name,
-            "reference": reference.source,
-            "topology": outputs[0].pdb.name,  # every path has the same atoms
-            "frame_interval_ps": task.frame_interval_ps,
-            "num_frames": task.num_frames,
-            "transition": None if transition is None else asdict(transition),
-            "paths": [
-                {
-                    **asdict(e),
-                    "xtc": output.xtc.name,
-                    "noise_seed": noise_seed(base_seed, e.index, batch_size),
-                }
-                for e, output in zip(endpoints, outputs)
-            ],
-        },
+    manifest = PathsManifest(
+        name=name,
+        reference=reference.source,
+        topology=outputs[0].pdb.name,  # every path has the same atoms
+        frame_interval_ps=task.frame_interval_ps,
+        num_frames=task.num_frames,
+        transition=transition,
+        paths=tuple(
+            PathRecord(
+                **asdict(e), xtc=output.xtc.name, noise_seed=noise_seed(base_seed, e.index, batch_size)
+            )
+            for e, output in zip(endpoints, outputs)
+        ),
     )
+    manifest_path = write_json(out_dir / f"{name}{PATHS_SUFFIX}", manifest.to_json())
     usage = sampler.usage - usage_before
     return window_outputs_report(
         name,
@@ -179,5 +163,5 @@ def run_paths(
         task.num_frames,
         task.frame_interval_ps,
         usage,
-        {"paths_json": str(out_dir / f"{name}_paths.json")},
+        {"paths_json": str(manifest_path)},
     )
