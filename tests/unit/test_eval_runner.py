@@ -15,6 +15,7 @@ from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_
 from mdgen.errors import UserError
 from mdgen.evaluation import runner
 from mdgen.evaluation.decorrelation import decorrelation_curves
+from mdgen.evaluation.evaluator import TaskEvaluator
 from mdgen.evaluation.forward import ForwardSettings
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.msm import StateModelSettings, fit_reference_state_model
@@ -102,18 +103,38 @@ def test_too_short_inputs_are_user_errors():
         )
 
 
+class _StandIn(TaskEvaluator):
+    """An evaluator that records calls and raises `behaviour[name]` (or returns a trivial result)."""
+
+    task, main_row = "forward", "generated"
+
+    def __init__(self, behaviour: dict[str, Exception | None], calls: list[str]):
+        self.behaviour, self.calls = behaviour, calls
+
+    def peptide_names(self, samples_dir):
+        return sorted(self.behaviour)
+
+    def load(self, config, name):
+        self.calls.append(name)
+        if self.behaviour[name] is not None:
+            raise self.behaviour[name]
+        return name
+
+    def compute(self, name, inputs, config):
+        return {"name": inputs}
+
+    def plot(self, name, analysis, config):
+        pass
+
+    def result(self, analysis):
+        return analysis
+
+    def sections(self, results, config):
+        return [], {}
+
+
 def _stand_in(monkeypatch, behaviour: dict[str, Exception | None], calls: list[str]) -> None:
-    """Evaluators that record calls and raise `behaviour[name]` (or return a trivial result)."""
-
-    def evaluate(config, name):
-        calls.append(name)
-        if behaviour[name] is not None:
-            raise behaviour[name]
-        return {"name": name}
-
-    monkeypatch.setattr(runner, "discover_names", lambda samples_dir, task: sorted(behaviour))
-    monkeypatch.setitem(runner.EVALUATORS, "forward", evaluate)
-    monkeypatch.setitem(runner.TASK_SECTIONS, "forward", lambda results, config: ([], {}))
+    monkeypatch.setitem(runner.EVALUATORS, "forward", _StandIn(behaviour, calls))
 
 
 def test_user_errors_are_reported_per_peptide_and_the_rest_is_evaluated(dirs, tmp_path, monkeypatch):
@@ -167,3 +188,17 @@ def test_failure_message_is_the_commands_verdict(results, failures, allow, expec
         assert message is None
     else:
         assert expected in message and "out/report.md" in message and "\n" not in message
+
+
+def test_each_task_has_one_registered_evaluator_that_finds_its_own_samples(tmp_path):
+    """The one registry: catches a task missing from it, registered under another name, or looking
+    for another task's manifests (interp reading *_design.json would evaluate nothing)."""
+    from mdgen.evaluation.pipelines import EVALUATORS, TASKS
+
+    assert TASKS == ("forward", "interp", "upsample", "design", "protein")
+    assert all(EVALUATORS[task].task == task for task in TASKS)
+    for name in ("AKIR_paths.json", "GWEK_design.json", "MKWE.pdb", "MKWE_0.pdb", "FLRH_1.pdb"):
+        (tmp_path / name).write_text("")
+    found = {task: EVALUATORS[task].peptide_names(tmp_path) for task in TASKS}
+    assert found["interp"] == ["AKIR"] and found["design"] == ["GWEK"]
+    assert found["forward"] == found["upsample"] == found["protein"] == ["FLRH", "MKWE"]

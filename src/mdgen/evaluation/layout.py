@@ -4,8 +4,9 @@ Samples (written by the sampler):
 - forward, upsample, protein: `samples_dir/NAME.pdb` + `NAME.xtc`, or one XTC per rollout
   `NAME_0.xtc`, `NAME_1.xtc`, ... (pooled, in index order). A PDB named `NAME_<digits>.pdb` counts as a
   per-rollout topology of NAME (used only when `NAME.pdb` is absent).
-- interp (transition paths): `samples_dir/NAME_paths.json` (schema in `paths`).
-- design: `samples_dir/NAME_design.json` (schema in `design`).
+- interp (transition paths): `samples_dir/NAME_paths.json` (`mdgen.sample_files.PathsManifest`).
+- design: `samples_dir/NAME_design.json` (`mdgen.sample_files.DesignManifest`).
+Which of the two a task uses is its evaluator's `manifest_suffix` (`mdgen.evaluation.evaluator`).
 Reference MD: `reference_dir/NAME/NAME.pdb` + `NAME.xtc` (the tetrapeptide layout), else the flat
 `reference_dir/NAME.pdb` + `NAME.xtc`; ATLAS replicas `NAME_prod_R{1,2,3}_fit.xtc` are used when
 `NAME.xtc` is absent. The fine MD for upsampling is `NAME_fine.xtc` next to `NAME.xtc`.
@@ -19,16 +20,15 @@ from pathlib import Path
 from mdgen.evaluation.loading import EvaluationInputError
 
 _ROLLOUT = re.compile(r"^(?P<name>.+)_(?P<index>\d+)$")
-MANIFEST_SUFFIX = {"interp": "_paths.json", "design": "_design.json"}
 
 
-def discover_names(samples_dir: Path, task: str) -> list[str]:
-    """Peptide names found in `samples_dir` for `task`, sorted."""
+def discover_names(samples_dir: Path, manifest_suffix: str | None = None) -> list[str]:
+    """Peptide names in `samples_dir`, sorted: of the `NAME<manifest_suffix>` manifests when a task keeps
+    its samples in manifests (the evaluator's `manifest_suffix`), else of the trajectories' PDBs."""
     if not samples_dir.is_dir():
         raise EvaluationInputError(f"{samples_dir}: samples directory not found")
-    if task in MANIFEST_SUFFIX:
-        suffix = MANIFEST_SUFFIX[task]
-        return sorted(p.name.removesuffix(suffix) for p in samples_dir.glob(f"*{suffix}"))
+    if manifest_suffix is not None:
+        return sorted(p.name.removesuffix(manifest_suffix) for p in samples_dir.glob(f"*{manifest_suffix}"))
     names = set()
     for pdb in samples_dir.glob("*.pdb"):
         match = _ROLLOUT.match(pdb.stem)

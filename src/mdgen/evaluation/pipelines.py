@@ -1,8 +1,8 @@
-"""One function per task: evaluate one peptide from files on disk and draw its figures.
+"""The evaluation run's configuration and one `TaskEvaluator` per task, registered once in `EVALUATORS`.
 
-Each `evaluate_<task>(config, name)` reads the files `layout` names, checks atoms against the
-reference, computes the task's result and writes its PNGs to `config.plot_dir`; it raises (with the
-offending file in the message) instead of returning partial results. `runner` calls them per peptide.
+Each evaluator reads the files `layout` names, checks atoms against the reference, computes the task's
+result, writes its PNGs to `config.plot_dir` and builds the report sections (`sections`); it raises
+(with the offending file in the message) instead of returning partial results. `runner` drives them.
 """
 
 from __future__ import annotations
@@ -10,25 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mdtraj as md
 import numpy as np
 
-from mdgen.evaluation import plots
-from mdgen.evaluation.design import DesignPeptideResult, evaluate_design, read_design_spec
+from mdgen.evaluation import plots, sections
+from mdgen.evaluation.design import DesignPeptideResult, DesignSpec, evaluate_design, read_design_spec
+from mdgen.evaluation.evaluator import TaskEvaluator
 from mdgen.evaluation.forward import (
     GENERATED,
     TRIVIAL_BASELINE,
-    ForwardPeptideResult,
+    ForwardAnalysis,
     ForwardSettings,
     evaluate_forward,
 )
 from mdgen.evaluation.layout import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
-from mdgen.evaluation.paths import PathPeptideResult, PathSettings, evaluate_paths
+from mdgen.evaluation.paths import PathAnalysis, PathSettings, evaluate_paths
 from mdgen.evaluation.proteins import ProteinPeptideResult, ProteinSettings, replica_rows, score_protein
-from mdgen.evaluation.upsampling import UpsamplingPeptideResult, UpsamplingSettings, evaluate_upsampling
-
-TASKS = ("forward", "interp", "upsample", "design", "protein")
+from mdgen.evaluation.upsampling import UpsamplingAnalysis, UpsamplingSettings, evaluate_upsampling
+from mdgen.sample_files import DESIGN_SUFFIX, PATHS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,20 @@ def _replica(config: EvaluationConfig, name: str, reference: TrajectoryGroup) ->
     return replica
 
 
-def evaluate_forward_files(config: EvaluationConfig, name: str) -> ForwardPeptideResult:
-    reference, samples = match_groups(_reference(config, name), _samples(config, name))
-    analysis = evaluate_forward(name, samples, reference, _replica(config, name, reference), config.forward)
-    if config.make_plots:
+class ForwardEvaluator(TaskEvaluator):
+    """Forward simulation: generated trajectories against the reference MD (and a replica, if given)."""
+
+    task, main_row = "forward", "generated"
+
+    def load(self, config, name) -> tuple[TrajectoryGroup, TrajectoryGroup, TrajectoryGroup | None]:
+        reference, samples = match_groups(_reference(config, name), _samples(config, name))
+        return reference, samples, _replica(config, name, reference)
+
+    def compute(self, name, inputs, config) -> ForwardAnalysis:
+        reference, samples, replica = inputs
+        return evaluate_forward(name, samples, reference, replica, config.forward)
+
+    def plot(self, name, analysis: ForwardAnalysis, config) -> None:
         ref, gen = analysis.reference, analysis.candidates[GENERATED]
         labels = ref.definitions.labels
         plots.torsion_histograms(
@@ -103,26 +114,46 @@ def evaluate_forward_files(config: EvaluationConfig, name: str) -> ForwardPeptid
             {row: s.state_populations for row, s in analysis.result.rows.items()},
             config.plot_dir / f"{name}_states.png",
         )
-    return analysis.result
+
+    def sections(self, results, config):
+        return sections.forward_sections(results, config)
 
 
-def evaluate_interp_files(config: EvaluationConfig, name: str) -> PathPeptideResult:
-    reference = _reference(config, name)
-    manifest = config.samples_dir / f"{name}_paths.json"
-    analysis = evaluate_paths(
-        name, manifest, reference, _replica(config, name, reference), config.state_model, config.paths
-    )
-    if config.make_plots:
+class InterpEvaluator(TaskEvaluator):
+    """Transition paths (NAME_paths.json) against the reference MSM."""
+
+    task, main_row, manifest_suffix = "interp", "generated", PATHS_SUFFIX
+
+    def load(self, config, name) -> tuple[Path, TrajectoryGroup, TrajectoryGroup | None]:
+        reference = _reference(config, name)
+        return config.samples_dir / f"{name}{PATHS_SUFFIX}", reference, _replica(config, name, reference)
+
+    def compute(self, name, inputs, config) -> PathAnalysis:
+        manifest, reference, replica = inputs
+        return evaluate_paths(name, manifest, reference, replica, config.state_model, config.paths)
+
+    def plot(self, name, analysis: PathAnalysis, config) -> None:
         plots.flux_matrices(
             name, analysis.reference_flux, analysis.generated_flux, config.plot_dir / f"{name}_flux.png"
         )
-    return analysis.result
+
+    def sections(self, results, config):
+        return sections.interp_sections(results, config)
 
 
-def evaluate_upsample_files(config: EvaluationConfig, name: str) -> UpsamplingPeptideResult:
-    reference, samples = match_groups(_reference(config, name, fine=True), _samples(config, name))
-    analysis = evaluate_upsampling(name, samples, reference, config.upsampling)
-    if config.make_plots:
+class UpsampleEvaluator(TaskEvaluator):
+    """Upsampled trajectories against the fine reference MD (NAME_fine.xtc)."""
+
+    task, main_row = "upsample", "upsampled"
+
+    def load(self, config, name) -> tuple[TrajectoryGroup, TrajectoryGroup]:
+        return match_groups(_reference(config, name, fine=True), _samples(config, name))
+
+    def compute(self, name, inputs, config) -> UpsamplingAnalysis:
+        reference, samples = inputs
+        return evaluate_upsampling(name, samples, reference, config.upsampling)
+
+    def plot(self, name, analysis: UpsamplingAnalysis, config) -> None:
         plots.upsampling_curves(
             name,
             analysis.labels,
@@ -131,33 +162,72 @@ def evaluate_upsample_files(config: EvaluationConfig, name: str) -> UpsamplingPe
             analysis.candidates,
             config.plot_dir / f"{name}_autocorrelation.png",
         )
-    return analysis.result
+
+    def sections(self, results, config):
+        return sections.upsample_sections(results, config)
 
 
-def evaluate_design_files(config: EvaluationConfig, name: str) -> DesignPeptideResult:
-    spec = read_design_spec(config.samples_dir / f"{name}_design.json")
-    needs_reference = spec.start_state is not None and any(s.trajectory for s in spec.samples)
-    reference = _reference(config, name) if needs_reference else None
-    scores = evaluate_design(spec, reference, config.state_model)
-    return DesignPeptideResult(name, spec.true_sequence, spec.designed_positions, {"samples": scores})
+class DesignEvaluator(TaskEvaluator):
+    """Sequence recovery of designs (NAME_design.json); the reference only for target-state checks."""
+
+    task, main_row, manifest_suffix = "design", "samples", DESIGN_SUFFIX
+
+    def load(self, config, name) -> tuple[DesignSpec, TrajectoryGroup | None]:
+        spec = read_design_spec(config.samples_dir / f"{name}{DESIGN_SUFFIX}")
+        needs_reference = spec.start_state is not None and any(s.trajectory for s in spec.samples)
+        return spec, _reference(config, name) if needs_reference else None
+
+    def compute(self, name, inputs, config) -> DesignPeptideResult:
+        spec, reference = inputs
+        scores = evaluate_design(spec, reference, config.state_model)
+        return DesignPeptideResult(name, spec.true_sequence, spec.designed_positions, {"samples": scores})
+
+    def plot(self, name, analysis: DesignPeptideResult, config) -> None:
+        """No per-peptide figures: design is scored on sequences."""
+
+    def result(self, analysis: DesignPeptideResult) -> DesignPeptideResult:
+        return analysis
+
+    def sections(self, results, config):
+        return sections.design_sections(results, config)
 
 
-def evaluate_protein_files(config: EvaluationConfig, name: str) -> ProteinPeptideResult:
-    reference, samples = match_groups(_reference(config, name), _samples(config, name))
-    topology, _ = reference_files(config.reference_dir, name)
-    structure, _ = match_atoms(load_trajectory(topology), samples.trajectories[0], samples.source)
-    rows = {"generated": score_protein(reference, samples, structure, config.protein)}
-    rows |= replica_rows(reference, structure, config.protein)
-    notes = () if len(rows) > 1 else ("one MD trajectory: no replica-vs-replica reference rows",)
-    if config.make_plots:
-        plots.protein_rmsf(name, rows, config.plot_dir / f"{name}_rmsf.png")
-    return ProteinPeptideResult(name, rows, notes)
+class ProteinEvaluator(TaskEvaluator):
+    """Protein ensembles against all MD replicas (AlphaFlow's ATLAS metrics)."""
+
+    task, main_row = "protein", "generated"
+
+    def load(self, config, name) -> tuple[TrajectoryGroup, TrajectoryGroup, md.Trajectory]:
+        reference, samples = match_groups(_reference(config, name), _samples(config, name))
+        topology, _ = reference_files(config.reference_dir, name)
+        structure, _ = match_atoms(load_trajectory(topology), samples.trajectories[0], samples.source)
+        return reference, samples, structure
+
+    def compute(self, name, inputs, config) -> ProteinPeptideResult:
+        reference, samples, structure = inputs
+        rows = {"generated": score_protein(reference, samples, structure, config.protein)}
+        rows |= replica_rows(reference, structure, config.protein)
+        notes = () if len(rows) > 1 else ("one MD trajectory: no replica-vs-replica reference rows",)
+        return ProteinPeptideResult(name, rows, notes)
+
+    def plot(self, name, analysis: ProteinPeptideResult, config) -> None:
+        plots.protein_rmsf(name, analysis.rows, config.plot_dir / f"{name}_rmsf.png")
+
+    def result(self, analysis: ProteinPeptideResult) -> ProteinPeptideResult:
+        return analysis
+
+    def sections(self, results, config):
+        return sections.protein_sections(results, config)
 
 
-EVALUATORS = {
-    "forward": evaluate_forward_files,
-    "interp": evaluate_interp_files,
-    "upsample": evaluate_upsample_files,
-    "design": evaluate_design_files,
-    "protein": evaluate_protein_files,
+EVALUATORS: dict[str, TaskEvaluator] = {
+    evaluator.task: evaluator
+    for evaluator in (
+        ForwardEvaluator(),
+        InterpEvaluator(),
+        UpsampleEvaluator(),
+        DesignEvaluator(),
+        ProteinEvaluator(),
+    )
 }
+TASKS = tuple(EVALUATORS)

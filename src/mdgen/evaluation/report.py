@@ -19,14 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-MAIN_ROW = {
-    "forward": "generated",
-    "interp": "generated",
-    "upsample": "upsampled",
-    "design": "samples",
-    "protein": "generated",
-}
-
 
 def to_jsonable(value):
     """Dataclasses, numpy values, paths -> JSON types; NaN and inf -> None."""

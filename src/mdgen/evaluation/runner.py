@@ -22,11 +22,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mdgen.errors import UserError
-from mdgen.evaluation.layout import discover_names
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.pipelines import EVALUATORS, EvaluationConfig
-from mdgen.evaluation.report import MAIN_ROW, to_jsonable, write_metrics, write_report
-from mdgen.evaluation.sections import TASK_SECTIONS, common_sections
+from mdgen.evaluation.report import to_jsonable, write_metrics, write_report
+from mdgen.evaluation.sections import common_sections
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def _evaluate_one(config: EvaluationConfig, name: str) -> tuple[str, object | No
     Any other exception is a bug: it propagates, with a note naming the peptide.
     """
     try:
-        return name, EVALUATORS[config.task](config, name), None
+        return name, EVALUATORS[config.task].evaluate(config, name), None
     except UserError as error:
         log.debug("%s failed:\n%s", name, traceback.format_exc())
         return name, None, f"{type(error).__name__}: {error}"
@@ -63,7 +62,7 @@ def _evaluate_one(config: EvaluationConfig, name: str) -> tuple[str, object | No
 
 
 def _names(config: EvaluationConfig) -> tuple[list[str], dict[str, str]]:
-    found = discover_names(config.samples_dir, config.task)
+    found = EVALUATORS[config.task].peptide_names(config.samples_dir)
     if config.names is None:
         return found, {}
     missing = {
@@ -124,10 +123,10 @@ def run_evaluation(config: EvaluationConfig) -> RunSummary:
     if not names and not failures:
         failures[NO_PEPTIDES] = f"no peptides found for task {config.task} in {config.samples_dir}"
 
-    sections, extra = TASK_SECTIONS[config.task](results, config) if results else ([], {})
-    main_row = MAIN_ROW[config.task]
+    evaluator = EVALUATORS[config.task]
+    sections, extra = evaluator.sections(results, config) if results else ([], {})
     aggregate = extra.get("aggregate", {})
-    summary = {metric: stats["mean"] for metric, stats in aggregate.get(main_row, {}).items()}
+    summary = {metric: stats["mean"] for metric, stats in aggregate.get(evaluator.main_row, {}).items()}
     metrics_path = write_metrics(
         config.out_dir / "metrics.json",
         {

@@ -1,12 +1,14 @@
 """Per-task report sections (markdown) and cross-peptide statistics for metrics.json.
 
-`TASK_SECTIONS[task](results, config)` returns (markdown sections, extra metrics.json entries); the
-aggregate tables are built from `report.aggregate_rows` so the numbers match metrics.json exactly.
+`<task>_sections(results, config)` returns (markdown sections, extra metrics.json entries), used by that
+task's evaluator (`pipelines`); the aggregate tables are built from `report.aggregate_rows` so the
+numbers match metrics.json exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,7 +16,6 @@ from mdgen.evaluation import plots
 from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardPeptideResult, md_row_name
 from mdgen.evaluation.jsd import MAX_JS_DISTANCE
 from mdgen.evaluation.paths import REFERENCE_BRIDGE
-from mdgen.evaluation.pipelines import EvaluationConfig
 from mdgen.evaluation.report import aggregate_rows, aggregate_table, format_value, markdown_table
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED
 from mdgen.evaluation.validity import (
@@ -25,6 +26,9 @@ from mdgen.evaluation.validity import (
     CLASH_OVERLAP_A,
     HBOND_MIN_DISTANCE_A,
 )
+
+if TYPE_CHECKING:
+    from mdgen.evaluation.pipelines import EvaluationConfig
 
 REFERENCE_CONTROL = "reference MD (control)"
 JSD_NOTE = (
@@ -421,15 +425,6 @@ def protein_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[s
         f"{config.protein.ca_clash_A} Å. Definitions: `mdgen/evaluation/proteins.py`.",
     ]
     return sections, {"aggregate": aggregate, "pooled": summaries}
-
-
-TASK_SECTIONS = {
-    "forward": forward_sections,
-    "interp": interp_sections,
-    "upsample": upsample_sections,
-    "design": design_sections,
-    "protein": protein_sections,
-}
 
 
 def common_sections(
