@@ -254,7 +254,9 @@ class TaskSpec:
         torsion_channels = torsion_slice(len(key_frames))
         offset_width = torsion_channels.start  # 7 per key frame
         if self.no_torsion:
-            tokens = torch.cat([tokens[..., :offset_width], torch.zeros_like(tokens[..., torsion_channels])], -1)
+            tokens = torch.cat(
+                [tokens[..., :offset_width], torch.zeros_like(tokens[..., torsion_channels])], -1
+            )
         tokens = self.tokens_in_model_units(tokens)
 
         frame_given = self.frame_cond_mask(num_frames).to(device)  # (T,)
