@@ -62,10 +62,18 @@ demo: install ## train, sample and evaluate on data/demo (2 CPU cores, < 25 min)
 	$(MAKE) --no-print-directory eval
 	@echo "== demo done: report $(DEMO_DIR)/report.md, plots $(DEMO_DIR)/plots/, metrics $(DEMO_DIR)/metrics.json"
 
-eval: install ## evaluate the demo samples (outputs/demo/samples) against their MD; writes outputs/demo/report.md
-	@test -d $(DEMO_DIR)/samples || { echo "no samples in $(DEMO_DIR)/samples: run 'make demo' first"; exit 2; }
-	$(PY) -m mdgen.evaluate samples_dir=$(DEMO_DIR)/samples reference_dir=data/demo/md task=forward out_dir=$(DEMO_DIR)
-	@sed -n '/^| row /,/^$$/p' $(DEMO_DIR)/report.md | head -8
+# make eval [SAMPLES=DIR] [REF=DIR] [TASK=forward|interp|upsample|design|protein] [OUT=DIR]: any samples
+# against any reference MD; the defaults are the demo's (plain `=`, not `?=`: a TASK or REF variable of the
+# environment does not leak in; command-line values still override).
+SAMPLES = $(DEMO_DIR)/samples
+REF = data/demo/md
+TASK = forward
+OUT = $(patsubst %/,%,$(dir $(patsubst %/,%,$(SAMPLES))))
+
+eval: install ## evaluate SAMPLES (outputs/demo/samples) against REF (data/demo/md) for TASK (forward); report in OUT (the samples' parent)
+	@test -d $(SAMPLES) || { echo "no samples in $(SAMPLES): run 'make demo' first, or pass SAMPLES=DIR"; exit 2; }
+	$(PY) -m mdgen.evaluate samples_dir=$(SAMPLES) reference_dir=$(REF) task=$(TASK) out_dir=$(OUT)
+	@sed -n '/^| row /,/^$$/p' $(OUT)/report.md | head -8
 
 # Quality of a forward checkpoint on held-out peptides with long MD references: roll out every peptide of
 # QUALITY_SPLIT from its first MD frame and evaluate against its MD (torsion/TICA/MSM JS distances with MD
