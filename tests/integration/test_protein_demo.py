@@ -122,6 +122,31 @@ def test_a_crop_longer_than_the_chain_pads_with_masked_residues(tmp_path):
     assert torch.equal(batch["rots"][:, :, 36:], torch.eye(3).expand_as(batch["rots"][:, :, 36:]))
 
 
+def test_a_chain_longer_than_an_absolute_position_table_is_refused_before_any_work(tmp_path):
+    """A network with the original tetrapeptide positions (a 4-row table) cannot place villin's 36
+    residues: one SamplingInputError naming the file and both lengths, nothing written (was an
+    IndexError traceback from inside the network)."""
+    from mdgen.sampling.inputs import SamplingInputError
+    from mdgen.sampling.request import SamplingRequest
+    from mdgen.sampling.run import run_sampling
+    from mdgen.sampling.solver import SolverOptions
+
+    cfg = compose_config(
+        ["experiment=demo_forward", "model=tiny", "model.residue_pos_emb=table", "model.max_residues=4"]
+    )
+    module = build_module(cfg)
+    checkpoint = tmp_path / "table.ckpt"  # run_sampling uses `module`; the request names an existing file
+    checkpoint.write_bytes(b"")
+    request = SamplingRequest(
+        ckpt_path=str(checkpoint),
+        out_dir=str(tmp_path / "out"),
+        input_pdb=str(FIXTURE / "villin" / "villin.pdb"),
+    )
+    with pytest.raises(SamplingInputError, match=r"villin.pdb frame 0: 36 residues.* table of 4 rows"):
+        run_sampling(request, module, SolverOptions("euler", 2))
+    assert not (tmp_path / "out").exists()
+
+
 # ---- the commands chained (slow) ---------------------------------------------------------------------
 
 NUM_FRAMES, NUM_CHUNKS, NUM_ROLLOUTS = 6, 2, 2  # 2 rollouts of 2 x 5 + 1 = 11 frames, 10 ps apart

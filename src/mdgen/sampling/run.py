@@ -9,6 +9,7 @@ Only then are start structures built (sequence inputs: minimisation) and traject
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -70,7 +71,7 @@ def run_sampling(
     check_options_for_mode(request, mode, modes.describe_task(task))
     out_dir = Path(request.out_dir)
     prepare = {
-        FORWARD: _prepare_forward,
+        FORWARD: functools.partial(_prepare_forward, max_residues=_max_residues(module)),
         INTERP: _prepare_paths,
         UPSAMPLE: _prepare_upsampling,
         DESIGN: _prepare_design,
@@ -121,8 +122,16 @@ def _relaxer(relax: bool):
 Job = Callable[[WindowSampler, Path], list[OutputReport]]
 
 
-def _prepare_forward(request: SamplingRequest, task: TaskSpec) -> Job:
-    """Start structures from input_pdb/xtc, a cache split, or sequences (built in the job)."""
+def _max_residues(module: MDGenModule) -> int | None:
+    """Residues the network can place: the rows of its absolute position table (model.residue_pos_emb=table,
+    the original tetrapeptide recipe), None for rotary positions (any chain length, the whole chain)."""
+    table = getattr(module.network, "residue_table", None)
+    return None if table is None else len(table)
+
+
+def _prepare_forward(request: SamplingRequest, task: TaskSpec, max_residues: int | None = None) -> Job:
+    """Start structures from input_pdb/xtc, a cache split, or sequences (built in the job); every chain
+    whole, so at most `max_residues` long."""
     sources = [request.sequences is not None and request.input_pdb is None, request.input_pdb is not None]
     sources.append(request.split is not None)
     if sum(sources) != 1:
@@ -150,6 +159,14 @@ def _prepare_forward(request: SamplingRequest, task: TaskSpec) -> Job:
         starts = structures_from_split(request.cache_dir, request.split)
     else:
         to_build = check_sequences(request.sequences)
+    lengths = [(start.source, len(start.aatype)) for start in starts] + [(s, len(s)) for s in to_build]
+    for source, length in lengths:
+        if max_residues is not None and length > max_residues:
+            raise SamplingInputError(
+                f"{source}: {length} residues, but the checkpoint's network places residues by an absolute "
+                f"position table of {max_residues} rows (model.residue_pos_emb=table); longer chains need a "
+                "checkpoint with rotary positions"
+            )
 
     def job(sampler: WindowSampler, out_dir: Path):
         built = [structure_from_sequence(sequence) for sequence in to_build]
