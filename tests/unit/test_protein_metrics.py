@@ -19,6 +19,7 @@ from mdgen.evaluation.loading import TrajectoryGroup, load_trajectory
 from mdgen.evaluation.proteins import (
     ProteinScores,
     ProteinSettings,
+    analyse_protein,
     contact_sets,
     jaccard,
     md_pca_projections,
@@ -293,7 +294,16 @@ def test_md_pca_projections_against_a_covariance_eigendecomposition(replicas, st
     moved = md_pca_projections(reference, group(rigidly_moved(replicas[0], 5)), structure)
     np.testing.assert_allclose(moved.generated, projections.generated, atol=1e-3)
 
-    rows = {"generated": score_protein(reference, group(replicas[0]), structure, FAST)}
-    paths = write_figures("villin", rows, reference, group(replicas[0]), structure, tmp_path / "plots", FAST)
+
+def test_analyse_protein_gives_every_row_and_both_figures(replicas, structure, tmp_path):
+    """The analysis evaluate draws from: the generated row, one row per replica, the MD-PC projections
+    of the same frames; write_figures writes the RMSF and the PCA figure."""
+    reference, generated = group(*replicas), group(rigidly_moved(replicas[1], 6))
+    analysis = analyse_protein("villin", reference, generated, structure, FAST)
+    assert list(analysis.result.rows) == ["generated", replica_row(1), replica_row(2), replica_row(3)]
+    gen_rmsf = analysis.result.rows["generated"].generated_rmsf_A
+    np.testing.assert_allclose(gen_rmsf, golden_rmsf_A(replicas[1], structure), atol=2e-3)
+    np.testing.assert_allclose(analysis.projections.generated, analysis.projections.md[1], atol=1e-3)
+    paths = write_figures(analysis, tmp_path / "plots")
     assert [p.name for p in paths] == ["villin_rmsf.png", "villin_pca.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)

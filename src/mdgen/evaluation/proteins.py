@@ -447,22 +447,38 @@ def md_pca_projections(
     )
 
 
-def write_figures(
+@dataclass(frozen=True)
+class ProteinAnalysis:
+    """One protein's evaluation: the rows metrics.json keeps and what its figures need."""
+
+    result: ProteinPeptideResult
+    projections: PcaProjections
+
+
+def analyse_protein(
     name: str,
-    rows: dict[str, ProteinScores],
     reference: TrajectoryGroup,
     generated: TrajectoryGroup,
     structure: md.Trajectory,
-    plot_dir: Path,
-    settings: ProteinSettings = ProteinSettings(),
-) -> list[Path]:
-    """`plot_dir/NAME_rmsf.png` (RMSF per residue, every row) and `plot_dir/NAME_pca.png` (frames on the
-    MD PCs: MD vs generated, and per MD replica); the arguments are those of `score_protein`."""
+    settings: ProteinSettings,
+) -> ProteinAnalysis:
+    """The "generated" row, one "MD replica i vs rest" row per replica, and the MD-PC projections
+    (groups and structure on one topology, see `score_protein`)."""
+    rows = {GENERATED: score_protein(reference, generated, structure, settings)}
+    rows |= replica_rows(reference, structure, settings)
+    notes = () if len(rows) > 1 else ("one MD trajectory: no replica-vs-replica reference rows",)
+    projections = md_pca_projections(reference, generated, structure, settings.max_frames)
+    return ProteinAnalysis(ProteinPeptideResult(name, rows, notes), projections)
+
+
+def write_figures(analysis: ProteinAnalysis, plot_dir: Path) -> list[Path]:
+    """`plot_dir/NAME_rmsf.png` (CA RMSF per residue, every row) and `plot_dir/NAME_pca.png` (frames on
+    the MD PCs: MD vs generated, and each MD replica)."""
     from mdgen.evaluation import plots
 
+    name = analysis.result.name
     plot_dir.mkdir(parents=True, exist_ok=True)
-    projections = md_pca_projections(reference, generated, structure, settings.max_frames)
     return [
-        plots.protein_rmsf(name, rows, plot_dir / f"{name}_rmsf.png"),
-        plots.protein_pca(name, projections, plot_dir / f"{name}_pca.png"),
+        plots.protein_rmsf(name, analysis.result.rows, plot_dir / f"{name}_rmsf.png"),
+        plots.protein_pca(name, analysis.projections, plot_dir / f"{name}_pca.png"),
     ]
