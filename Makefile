@@ -4,20 +4,36 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
+# TORCH=skip keeps the torch already in $(VENV) (e.g. a CUDA build installed first, README "Install")
+TORCH ?= pin
+LOCK := requirements/ci.txt
 
 .DEFAULT_GOAL := help
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The CI environment: torch, then every package at its version in $(LOCK) (mdgen[dev,md] resolved by
+# `make lock`), then mdgen itself (editable, no dependency resolution); `pip check` fails on a lock that
+# misses a requirement of pyproject.toml.
+$(STAMP): pyproject.toml setup.py $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@if [ "$(TORCH)" = skip ]; then $(PY) -c 'import torch; print("TORCH=skip: keeping torch", torch.__version__)'; \
+	else echo "$(PY) -m pip install --quiet $(TORCH_PIN)"; $(PY) -m pip install --quiet $(TORCH_PIN); fi
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv with torch (CPU wheel) and mdgen[dev]; a second run is a no-op
+install: $(STAMP) ## create .venv: torch (CPU wheel; TORCH=skip keeps yours), requirements/ci.txt, mdgen editable; a second run is a no-op
+
+# Regenerate $(LOCK) after a dependency change in pyproject.toml (pip-tools, in its own venv under $(VENV)).
+LOCK_TOOLS := $(VENV)/lock-tools
+lock: ## re-resolve requirements/ci.txt (the CPU/CI lock) from pyproject.toml [dev,md] + requirements/ci.in
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { python3 -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2; }
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --extra dev --extra md --unsafe-package torch --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements/ci.in
 
 test: install ## fast suite (unit + component + integration, no slow/gpu markers), < 10 min on 2 cores
 	$(PY) -m pytest -q -x --timeout=900 tests
@@ -94,7 +110,7 @@ quality-eval: install ## roll out QUALITY_CKPT on QUALITY_SPLIT peptides of QUAL
 clean: ## remove caches and outputs (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
 
-.PHONY: help install test test-full mutate lint demo eval quality-eval clean
+.PHONY: help install lock test test-full mutate lint demo eval quality-eval clean
 
 # The paper's evaluation with the published weights on whatever `python -m mdgen.download` fetched
 # (README "Use the published models"; paths, test-set size and sample counts: scripts/paper_eval.sh).

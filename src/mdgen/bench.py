@@ -174,5 +174,10 @@ def main(argv: list[str] | None = None) -> TrainBenchmark:
     return result
 
 
+def cli() -> None:
+    """Console script `mdgen-bench`: `main` without its result (a console script exits with it)."""
+    main()
+
+
 if __name__ == "__main__":
     main()

@@ -2,41 +2,46 @@
 
 The only library module that imports hydra/omegaconf; the entry points (`mdgen.train`, `mdgen.bench`,
 the sampling CLI) and tests share it. Everything it builds is an ordinary object wired from the
-`_target_` entries of `conf/`.
+`_target_` entries of `conf/`. The configs are found one way, as the package `mdgen.conf` (`config_dir`,
+`hydra_main`).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import logging
-import os
 import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning.pytorch as pl
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import RunMode
+from hydra.types import RunMode, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
+from mdgen.command_help import HELP_TEMPLATE, register_help_resolvers
 from mdgen.errors import UserError
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, MDGenModule
 from mdgen.options import OptionError
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR_ENV = "MDGEN_CONFIG_DIR"
+CONFIG_PACKAGE = "mdgen.conf"  # conf/, shipped as package data (setup.py)
+CONFIG_SEARCH_PATH = f"pkg://{CONFIG_PACKAGE}"
 
 
 class IncompatibleCheckpointError(UserError):
@@ -52,17 +57,47 @@ CHECKPOINT_TARGET_PACKAGES = ("mdgen", "torch", "lightning")
 
 
 def config_dir() -> Path:
-    """Absolute path of the `conf/` directory: $MDGEN_CONFIG_DIR, else the repository's `conf/`.
+    """Absolute path of the configs: the directory of the package `mdgen.conf` (the repository's `conf/`).
 
-    Resolved from this file, so it works for editable installs from any working directory.
+    setup.py ships conf/ as that package: an editable install maps it to the repository's conf/ (edits
+    are seen at once), a wheel carries a copy. Every command finds its configs this one way (its
+    `@hydra.main` searches `pkg://mdgen.conf`, see `hydra_main`); a user's own config directory is added
+    with Hydra's `--config-dir DIR`.
     """
-    candidate = Path(os.environ.get(CONFIG_DIR_ENV, Path(__file__).resolve().parents[2] / "conf"))
-    if not (candidate / "train.yaml").is_file():
+    try:
+        package = importlib.resources.files(CONFIG_PACKAGE)
+    except ModuleNotFoundError as error:
         raise FileNotFoundError(
-            f"mdgen configs not found: {candidate}/train.yaml does not exist. Install mdgen in editable mode "
-            f"from its repository (`pip install -e .`) or point ${CONFIG_DIR_ENV} at the repository's conf/."
-        )
-    return candidate
+            f"mdgen configs not found: the package {CONFIG_PACKAGE} is not installed. Reinstall mdgen "
+            "(`pip install -e .` in its repository, or `pip install .`)."
+        ) from error
+    directory = Path(str(package))
+    if not (directory / "train.yaml").is_file():
+        raise FileNotFoundError(f"mdgen configs not found: {directory}/train.yaml does not exist")
+    return directory
+
+
+def hydra_main(config_name: str, without_groups: bool = False) -> Callable[[TaskFunction], Any]:
+    """`@hydra.main` of the command whose root config is `conf/<config_name>.yaml`.
+
+    The root is found in the package `mdgen.conf` (Hydra search path `pkg://mdgen.conf`), with conf/'s
+    config groups. `without_groups=True` composes the root file alone: for `mdgen.evaluate`, whose
+    `task=forward` option would otherwise select the training `task/` group. Its root file is then read
+    from the same package (`config_dir`) into Hydra's ConfigStore, with the help template set in its
+    `hydra.help` node (a `hydra/help` group entry in the ConfigStore would shadow the file for the other
+    commands of the same process).
+    `--help` of every command is made by `mdgen.command_help` (conf/hydra/help/mdgen.yaml).
+    """
+    register_help_resolvers()
+    if not without_groups:
+        return hydra.main(version_base="1.3", config_path=CONFIG_SEARCH_PATH, config_name=config_name)
+    root = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    with open_dict(root):
+        root.defaults = [entry for entry in root.get("defaults", []) if "override hydra/help" not in entry]
+    help_template = OmegaConf.load(config_dir() / "hydra" / "help" / f"{HELP_TEMPLATE}.yaml")
+    root = OmegaConf.merge(root, {"hydra": {"help": help_template}})
+    ConfigStore.instance().store(name=config_name, node=root, provider="mdgen")
+    return hydra.main(version_base="1.3", config_path=None, config_name=config_name)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
@@ -70,7 +105,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
 
     The `hydra` node is kept and registered, so `${hydra:...}` interpolations (run directory) resolve.
     """
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg

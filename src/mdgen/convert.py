@@ -28,7 +28,7 @@ from mdgen.checkpoints import (
     recipe_from_args,
     write_checkpoint_atomically,
 )
-from mdgen.config import build_module, compose_config, config_dir, load_module, to_plain_dict
+from mdgen.config import build_module, compose_config, hydra_main, load_module, to_plain_dict
 from mdgen.errors import UserError, user_errors
 from mdgen.files import sha256_of
 from mdgen.module import CHECKPOINT_KEY
@@ -162,7 +162,7 @@ def _check_round_trip(
             raise RuntimeError(f"{out_ckpt}: {key} changed between writing and loading (use_ema={use_ema})")
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="convert")
+@hydra_main("convert")
 @user_errors("mdgen.convert")
 def main(cfg: DictConfig) -> None:
     result = convert_checkpoint(

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from mdgen.config import config_dir
+from mdgen.config import hydra_main
 from mdgen.convert import convert_checkpoint
 from mdgen.data.splits import read_split, split_names
 from mdgen.downloads import DownloadError, HubRepo, fetch_atlas_entries, fetch_hub_files
@@ -92,7 +91,7 @@ def requested_names(cfg: DictConfig, default_split: Path) -> list[str]:
     return split_names(read_split(Path(cfg.split) if cfg.split is not None else default_split))
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="download")
+@hydra_main("download")
 @user_errors("mdgen.download")
 def main(cfg: DictConfig) -> None:
     download(cfg)

@@ -20,11 +20,31 @@ USER_ERROR_EXIT_STATUS = 2
 R = TypeVar("R")
 
 
+# Import names of the optional dependencies -> the extra that installs them (pyproject.toml)
+OPTIONAL_PACKAGES = {"openmm": "md", "pdbfixer": "md"}
+
+
 class UserError(ValueError):
     """A problem with the user's input, reported as one line naming the option or file and the problem.
 
     A subclass of ValueError so that callers catching ValueError (and earlier tests) keep working.
     """
+
+
+class MissingExtraError(UserError):
+    """An optional dependency (OpenMM, PDBFixer) that this command needs is not installed."""
+
+
+def missing_extra(error: ModuleNotFoundError) -> MissingExtraError | None:
+    """The one-line error naming the extra to install, when `error` is a missing optional package."""
+    package = (error.name or "").split(".")[0]
+    extra = OPTIONAL_PACKAGES.get(package)
+    if extra is None:
+        return None
+    return MissingExtraError(
+        f"this needs the Python package {package!r}, which is not installed: it comes with the [{extra}] "
+        f"extra (pip install 'mdgen[{extra}]'; make install includes it)"
+    )
 
 
 def debug_enabled() -> bool:
@@ -38,7 +58,10 @@ def report_user_error(command: str, error: BaseException) -> None:
 
 
 def user_errors(command: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
-    """Decorate an entry point's task function: `UserError` -> one line on stderr, exit status 2."""
+    """Decorate an entry point's task function: `UserError` -> one line on stderr, exit status 2.
+
+    So is a missing optional package (OpenMM: `mdgen[md]`), imported lazily by the code that needs it.
+    """
 
     def decorate(task_function: Callable[..., R]) -> Callable[..., R]:
         @functools.wraps(task_function)
@@ -49,6 +72,12 @@ def user_errors(command: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
                 if debug_enabled():
                     raise
                 report_user_error(command, error)
+                sys.exit(USER_ERROR_EXIT_STATUS)
+            except ModuleNotFoundError as error:  # an optional extra (`[md]`) not installed
+                extra_error = missing_extra(error)
+                if extra_error is None or debug_enabled():
+                    raise
+                report_user_error(command, extra_error)
                 sys.exit(USER_ERROR_EXIT_STATUS)
 
         return wrapped

@@ -1,9 +1,9 @@
 """Entry point: ``python -m mdgen.evaluate samples_dir=DIR reference_dir=REF task=forward ...``.
 
 Thin Hydra wrapper around `mdgen.evaluation.runner.run_evaluation`; options are documented in
-conf/evaluate.yaml. That file is registered in Hydra's ConfigStore instead of being found through
-conf/ because conf/task/ is the training task group there, which would turn `task=design` into a
-config-group selection. Exit status 2 with one line on stderr for a user error (an option of the wrong
+conf/evaluate.yaml, composed without conf/'s config groups (`hydra_main(..., without_groups=True)`):
+conf/task/ is the training task group there, which would turn `task=design` into a config-group
+selection. Exit status 2 with one line on stderr for a user error (an option of the wrong
 type, a missing directory, out_dir a file) and when any peptide could not be evaluated because of its
 input (the line names them and the report; `allow_failures=true` accepts a partial evaluation).
 A bug in the evaluator is raised with its traceback (status 1), never reported as a failed peptide.
@@ -14,14 +14,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgen.config import check_override_types
+from mdgen.config import check_override_types, hydra_main
 from mdgen.errors import UserError, user_errors
 from mdgen.evaluation.forward import ForwardSettings
 from mdgen.evaluation.loading import EvaluationInputError
@@ -32,9 +30,6 @@ from mdgen.evaluation.proteins import ProteinSettings
 from mdgen.evaluation.runner import failure_message, run_evaluation
 from mdgen.evaluation.upsampling import UpsamplingSettings
 from mdgen.options import checked_fields, checked_value
-
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "conf" / "evaluate.yaml"
-ConfigStore.instance().store(name="evaluate", node=OmegaConf.load(CONFIG_FILE))
 
 
 def _settings(cls: type, cfg: DictConfig, section: str, **extra):
@@ -99,7 +94,7 @@ class EvaluationFailed(UserError):
     """Some peptides could not be evaluated (their inputs are bad); the report says why."""
 
 
-@hydra.main(version_base="1.3", config_path=None, config_name="evaluate")
+@hydra_main("evaluate", without_groups=True)
 @user_errors("mdgen.evaluate")
 def main(cfg: DictConfig) -> int:
     check_override_types(cfg)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
 from mdgen.checkpoints import write_checkpoint_atomically
-from mdgen.config import config_dir, load_module, read_checkpoint
+from mdgen.config import hydra_main, load_module, read_checkpoint
 from mdgen.errors import UserError, user_errors
 from mdgen.files import sha256_of
 from mdgen.module import CHECKPOINT_KEY
@@ -66,7 +65,7 @@ def export_checkpoint(
     return out_ckpt
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="export")
+@hydra_main("export")
 @user_errors("mdgen.export")
 def main(cfg: DictConfig) -> None:
     out = export_checkpoint(

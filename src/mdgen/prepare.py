@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from mdgen.config import check_override_types
+from mdgen.config import check_override_types, hydra_main
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import read_split, split_names
 from mdgen.errors import user_errors
@@ -29,7 +28,7 @@ def _requested_names(cfg: DictConfig) -> list[str] | None:
     return names
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+@hydra_main("prepare")
 @user_errors("mdgen.prepare")
 def main(cfg: DictConfig) -> int:
     check_override_types(cfg)  # `num_workers=abc`: one line naming the option

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import time
 
-import hydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgen.config import check_override_types, config_dir, load_module
+from mdgen.config import check_override_types, hydra_main, load_module
 from mdgen.errors import user_errors
 from mdgen.options import checked_fields
 from mdgen.sampling.engine import resolve_device
@@ -68,7 +67,7 @@ def _solver(cfg: DictConfig) -> SolverOptions:
         raise SamplingInputError(str(error.__cause__ or error)) from error
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="sample")
+@hydra_main("sample")
 @user_errors("mdgen.sample")
 def main(cfg: DictConfig) -> float | None:
     """Returns generated ns per wall-clock second (None when every output was already finished)."""

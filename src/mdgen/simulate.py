@@ -4,16 +4,22 @@ proteins from PDB files ``python -m mdgen.simulate pdb_files=[villin.pdb] out_di
 Thin Hydra wrapper around ``mdgen.data.simulate`` (peptides, tetrapeptide layout) and
 ``mdgen.data.simulate_proteins`` (proteins, ATLAS layout); options are documented in conf/simulate.yaml.
 A user error (an option, a sequence, a missing or unparseable PDB file, a corrupt finished run, a run
-another process holds) is one line on stderr and exit status 2.
+another process holds) is one line on stderr and exit status 2. OpenMM (the `[md]` extra) is imported
+when the command runs, so without it `--help` works and a run says which extra to install.
 """
 
-import hydra
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig
 
-from mdgen.config import check_override_types
-from mdgen.data.simulate import SimulationProtocol, SimulationSetupError, simulate_peptides
+from mdgen.config import check_override_types, hydra_main
 from mdgen.errors import user_errors
 from mdgen.options import checked_value
+
+if TYPE_CHECKING:
+    from mdgen.data.simulate import SimulationProtocol
 
 PEPTIDE_TEMPERATURE_K = 350.0  # the tetrapeptide data
 PROTEIN_TEMPERATURE_K = 300.0  # ATLAS
@@ -25,9 +31,11 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="simulate")
+@hydra_main("simulate")
 @user_errors("mdgen.simulate")
 def main(cfg: DictConfig) -> float:
+    from mdgen.data.simulate import SimulationProtocol, SimulationSetupError, simulate_peptides
+
     check_override_types(cfg)  # `length_ns=abc`: one line naming the option
     checked_value("hydrogen_mass_amu", cfg.hydrogen_mass_amu, float | None)  # null by default
     checked_value("temperature_K", cfg.temperature_K, float | None)

@@ -27,7 +27,7 @@ from mdgen.config import (
     build_trainer,
     check_checkpoint,
     check_override_types,
-    config_dir,
+    hydra_main,
     pin_ddp_relaunch_to_job_dir,
     read_checkpoint,
     to_plain_dict,
@@ -169,7 +169,7 @@ def weights_for_init_from(cfg: DictConfig) -> dict[str, torch.Tensor] | None:
     return training_weights_from_checkpoint(checkpoint)
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@hydra_main("train")
 @user_errors("mdgen.train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
