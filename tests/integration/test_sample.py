@@ -389,7 +389,7 @@ def test_the_request_is_recorded_beside_the_outputs(forward_ckpt, tmp_path):
     assert record["options"]["base_seed"] == 5 and record["options"]["num_rollouts"] == 2
     assert record["options"]["input_pdb"] == str(DEMO_MD / PEPTIDE / f"{PEPTIDE}.pdb")
     assert record["checkpoint"]["sha256"] == hashlib.sha256(forward_ckpt.read_bytes()).hexdigest()
-    assert record["sampler"] == {"method": "euler", "num_steps": 3, "atol": 1e-6, "rtol": 1e-3}
+    assert record["sampler"] == {"method": "euler", "num_steps": 3, "atol": 1e-6, "rtol": 1e-3, "grid_power": 1.0}
     written = set(files_and_mtimes(out)) - {RECORD_FILE}
     assert written == {
         f"{PEPTIDE}_0.pdb",
