@@ -151,8 +151,9 @@ class TrajectoryThroughput(ThroughputMonitor):
     - on GPUs Lightning knows the peak of: `train/device/flops_per_sec` and `train/device/mfu`, from the
       FLOPs of one training step counted once on the first batch (`torch.utils.flop_counter`; forward and
       backward, recomputation included under gradient checkpointing) and, for `validate/...`, of one forward.
-      The count runs on rank 0 with its own generator, the global RNG state restored and no gradient kept,
-      so training is the same with or without it. On CPUs no FLOPs are counted (no MFU).
+      The count runs on rank 0 under the training step's precision context (bf16 autocast with
+      bf16-mixed), with its own generator, the global RNG state restored and no gradient kept, so training
+      is the same with or without it. On CPUs no FLOPs are counted (no MFU).
     """
 
     def __init__(self, window_size: int = 20):
@@ -171,7 +172,8 @@ class TrajectoryThroughput(ThroughputMonitor):
         if not self._counted and trainer.is_global_zero:
             self._counted = True
             if self.available_flops is not None:
-                self.forward_flops, self.train_flops = count_step_flops(pl_module, batch)
+                with trainer.precision_plugin.train_step_context():  # the training step's autocast, if any
+                    self.forward_flops, self.train_flops = count_step_flops(pl_module, batch)
         pl_module.flops_per_batch = self.train_flops  # read by ThroughputMonitor (None: no FLOPs, no warning)
 
     def on_validation_batch_start(

@@ -204,3 +204,23 @@ def test_step_flops_are_counted_without_touching_gradients_or_the_global_rng():
     assert forward == 2 * 5 * 8 * 4 and step == 2 * forward
     assert module.layer.weight.grad is None
     assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_flops_are_counted_once_on_the_first_training_batch_and_handed_to_the_monitor():
+    """Where Lightning knows the device's peak (set by hand here: CPUs have none), the first training batch
+    is counted once; ThroughputMonitor then reads `flops_per_batch`: the training step's count during
+    training, the forward count during validation. Catches a count on every batch and the two swapped."""
+    monitor, module = TrajectoryThroughput(window_size=2), NoisyLinear()
+    monitor.available_flops = 10**12
+    trainer = SimpleNamespace(is_global_zero=True, precision_plugin=pl.plugins.precision.Precision())
+    monitor.on_train_batch_start(trainer, module, {"x": torch.ones(5, 8)}, 0)
+    assert (monitor.forward_flops, monitor.train_flops) == (2 * 5 * 8 * 4, 4 * 5 * 8 * 4)
+    assert module.flops_per_batch == monitor.train_flops
+    monitor.on_train_batch_start(trainer, module, {"x": torch.ones(7, 8)}, 1)  # not counted again
+    assert module.flops_per_batch == 4 * 5 * 8 * 4
+    monitor.on_validation_batch_start(trainer, module, {"x": torch.ones(5, 8)}, 0)
+    assert module.flops_per_batch == 2 * 5 * 8 * 4
+    cpu_monitor, cpu_module = TrajectoryThroughput(window_size=2), NoisyLinear()
+    cpu_monitor.available_flops = None
+    cpu_monitor.on_train_batch_start(trainer, cpu_module, {"x": torch.ones(5, 8)}, 0)
+    assert cpu_module.flops_per_batch is None  # attribute present: no per-batch warning, no FLOPs
