@@ -4,7 +4,7 @@
         --speed experiments/benchmarks/speed_vs_md.json --out experiments/benchmarks/equal_cost \
         [--factor 10] [--md-protocol auto] [-- extra mdgen.evaluate overrides]
 
-Equal-cost MD baseline (docs METHOD.md section 12): a peptide's generated trajectories took W seconds of
+Equal-cost MD baseline (docs/method.md section 12): a peptide's generated trajectories took W seconds of
 sampling wall time (network + decoding, per peptide, from the samples' `sampling_summary.json`; model
 loading is a one-off and not counted). In W seconds MD produces W x (MD ns per wall-clock second), the
 rate measured by `benchmarks/speed_vs_md.py` on the same machine for the protocol that made the
