@@ -189,21 +189,25 @@ def test_a_checkpoint_that_is_a_tensor_is_not_an_mdgen_checkpoint(tmp_path):
 
 
 def conf_targets() -> set[str]:
+    """Every `_target_` of conf/ that can reach a run's stored config. Hydra's own settings (files under
+    conf/hydra/ and `hydra:` nodes, e.g. the Optuna sweeper of conf/hparams_search/) configure the
+    launcher and sweeper: Hydra keeps them out of the composed config that a checkpoint stores."""
     targets = set()
 
-    def walk(node):
+    def walk(node, top_level=False):
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "_target_":
                     targets.add(value)
-                else:
+                elif not (top_level and key == "hydra"):
                     walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
 
     for path in config_dir().rglob("*.yaml"):
-        walk(yaml.safe_load(path.read_text()))
+        if "hydra" not in path.relative_to(config_dir()).parts:
+            walk(yaml.safe_load(path.read_text()), top_level=True)
     return targets
 
 
