@@ -17,6 +17,7 @@ import tomllib
 import torch
 import yaml
 
+from cli_runner import run_main
 from mdgen.config import config_dir
 from tiny_checkpoint import untrained_checkpoint
 
@@ -24,22 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF = REPO_ROOT / "conf"
 HYDRA_COMMANDS = ("train", "sample", "evaluate", "prepare", "simulate", "convert", "export", "download")
 TRAINING_GROUPS = ("task", "data", "model", "interpolant", "optimizer", "trainer", "callbacks", "logger")
-
-
-def run_main(capsys, command: str, *argv: str) -> tuple[int, str, str]:
-    """`python -m mdgen.COMMAND ARGV` through its main, in this process: (exit status, stdout, stderr)."""
-    module = importlib.import_module(f"mdgen.{command}")
-    saved = sys.argv
-    sys.argv = [f"mdgen/{command}.py", *argv]
-    try:
-        module.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = saved
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def section(help_text: str, title: str) -> list[str]:

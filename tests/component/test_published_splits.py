@@ -1,13 +1,12 @@
 """The published splits ship in data/splits and the paper experiments compose against them."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from cli_runner import run_main
 from mdgen.config import compose_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,15 +34,10 @@ def test_paper_experiments_resolve_existing_split_files(experiment):
         assert Path(data[key]).is_file(), f"{experiment}: data.{key}={data[key]} does not exist"
 
 
-def test_train_cfg_job_of_4aa_forward_names_the_shipped_splits():
-    result = subprocess.run(
-        [sys.executable, "-m", "mdgen.train", "experiment=4aa_forward", "--cfg", "job", "--resolve"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    data = yaml.safe_load(result.stdout)["data"]
+def test_train_cfg_job_of_4aa_forward_names_the_shipped_splits(capsys):
+    """`python -m mdgen.train experiment=4aa_forward --cfg job --resolve`, run in this process."""
+    code, stdout, stderr = run_main(capsys, "train", "experiment=4aa_forward", "--cfg", "job", "--resolve")
+    assert code == 0, stderr[-2000:]
+    data = yaml.safe_load(stdout)["data"]
     for key in ("train_split", "val_split", "test_split"):
         assert Path(data[key]).is_file() and Path(data[key]).parent == SPLITS

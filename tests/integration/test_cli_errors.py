@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mdtraj
 import pytest
 import torch
 
+from cli_runner import run_main
 from markers import slow_beyond_first
 from mdgen.evaluation.design import read_design_spec
 from mdgen.evaluation.loading import EvaluationInputError
@@ -35,22 +34,6 @@ def checkpoint(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ckpt")
     torch.save(untrained_checkpoint(directory, num_frames=4), directory / "tiny.ckpt")
     return directory / "tiny.ckpt"
-
-
-def run_cli(capsys, command: str, *argv: str) -> tuple[int, str, str]:
-    """`python -m mdgen.COMMAND ARGV` through its Hydra main, in this process: (exit status, stdout, stderr)."""
-    module = __import__(f"mdgen.{command}", fromlist=["main"])
-    saved = sys.argv
-    sys.argv = [f"mdgen/{command}.py", *argv]
-    try:
-        module.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = saved
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(stderr: str, command: str) -> str:
@@ -91,20 +74,20 @@ def one_error_line(stderr: str, command: str) -> str:
 def test_sample_option_errors_are_one_line_naming_the_option(checkpoint, tmp_path, capsys, options, message):
     out_dir = tmp_path / "out"
     argv = (f"ckpt_path={checkpoint}", f"out_dir={out_dir}", *FAST_SOLVER, *options)
-    code, _, stderr = run_cli(capsys, "sample", *argv)
+    code, _, stderr = run_main(capsys, "sample", *argv)
     assert code == 2 and message in one_error_line(stderr, "sample")
     assert not out_dir.exists()
 
 
 def test_sample_without_ckpt_path_names_it(tmp_path, capsys):
-    code, _, stderr = run_cli(capsys, "sample", f"out_dir={tmp_path / 'out'}", "sequences=[MKWE]")
+    code, _, stderr = run_main(capsys, "sample", f"out_dir={tmp_path / 'out'}", "sequences=[MKWE]")
     assert code == 2 and "ckpt_path: required" in one_error_line(stderr, "sample")
 
 
 def test_sample_refuses_an_out_dir_that_is_a_file(checkpoint, tmp_path, capsys):
     out_file = tmp_path / "results"
     out_file.write_text("keep me")
-    code, _, stderr = run_cli(
+    code, _, stderr = run_main(
         capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={out_file}", f"input_pdb={GWEK_PDB}"
     )
     assert code == 2 and f"out_dir={out_file} is a file, not a directory" in one_error_line(stderr, "sample")
@@ -115,12 +98,12 @@ def test_sample_refuses_an_out_dir_below_a_file_and_a_damaged_record(checkpoint,
     (tmp_path / "results").write_text("keep me")
     below_a_file = tmp_path / "results" / "run1"
     argv = (f"ckpt_path={checkpoint}", f"input_pdb={GWEK_PDB}", *FAST_SOLVER)
-    code, _, stderr = run_cli(capsys, "sample", *argv, f"out_dir={below_a_file}")
+    code, _, stderr = run_main(capsys, "sample", *argv, f"out_dir={below_a_file}")
     assert code == 2 and "cannot be created (Not a directory)" in one_error_line(stderr, "sample")
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "sampling_request.json").write_text("{not json")
-    code, _, stderr = run_cli(capsys, "sample", *argv, f"out_dir={damaged}")
+    code, _, stderr = run_main(capsys, "sample", *argv, f"out_dir={damaged}")
     assert code == 2 and "sampling_request.json: cannot be read" in one_error_line(stderr, "sample")
     assert (damaged / "sampling_request.json").read_text() == "{not json"
 
@@ -129,7 +112,7 @@ def test_sample_refuses_an_out_dir_with_other_files_and_writes_nothing_there(che
     out_dir = tmp_path / "mine"
     out_dir.mkdir()
     (out_dir / "thesis.tex").write_text("keep me")
-    code, _, stderr = run_cli(
+    code, _, stderr = run_main(
         capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={out_dir}", f"input_pdb={GWEK_PDB}"
     )
     assert code == 2 and "did not write (thesis.tex)" in one_error_line(stderr, "sample")
@@ -146,7 +129,7 @@ def test_sample_refuses_an_unreadable_out_dir_in_one_line(checkpoint, tmp_path, 
         return iter(())
 
     monkeypatch.setattr("mdgen.sampling.record.os.walk", refuse)
-    code, _, stderr = run_cli(
+    code, _, stderr = run_main(
         capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={out_dir}", f"input_pdb={GWEK_PDB}"
     )
     assert code == 2 and "cannot be read (Permission denied" in one_error_line(stderr, "sample")
@@ -158,7 +141,7 @@ def test_sample_sequences_without_brackets_is_one_sequence(checkpoint, tmp_path,
         {"ckpt_path": "c", "out_dir": "o", "sequences": "MKWE"}
     ).sequences == ("MKWE",)
     out_dir = tmp_path / "out"
-    code, stdout, stderr = run_cli(
+    code, stdout, stderr = run_main(
         capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={out_dir}", "sequences=MKWE", *FAST_SOLVER
     )
     assert code == 0, stderr
@@ -169,9 +152,9 @@ def test_sample_sequences_without_brackets_is_one_sequence(checkpoint, tmp_path,
 def test_hydra_override_errors_name_the_option_without_a_traceback(checkpoint, tmp_path, capsys):
     """Hydra reports these before mdgen runs (its own format, exit status 1)."""
     base = (f"ckpt_path={checkpoint}", f"out_dir={tmp_path / 'out'}")
-    code, _, stderr = run_cli(capsys, "sample", *base, "num_rolouts=2")
+    code, _, stderr = run_main(capsys, "sample", *base, "num_rolouts=2")
     assert code == 1 and "Could not override 'num_rolouts'" in stderr and "Traceback" not in stderr
-    code, _, stderr = run_cli(capsys, "sample", *base, "sequences=[MKWE")
+    code, _, stderr = run_main(capsys, "sample", *base, "sequences=[MKWE")
     assert code == 1 and "'[MKWE'" in stderr and "Traceback" not in stderr  # Hydra names the value
 
 
@@ -179,7 +162,7 @@ def test_mdgen_debug_keeps_the_traceback(checkpoint, tmp_path, capsys, monkeypat
     monkeypatch.setenv("MDGEN_DEBUG", "1")
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ValueError, match="base_seed='abc'"):
-        run_cli(capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={tmp_path / 'o'}", "base_seed=abc")
+        run_main(capsys, "sample", f"ckpt_path={checkpoint}", f"out_dir={tmp_path / 'o'}", "base_seed=abc")
 
 
 # ---- mdgen.evaluate -------------------------------------------------------------------------------------
@@ -212,7 +195,7 @@ def test_evaluate_option_errors_are_one_line_naming_the_option(
     samples, reference = evaluate_dirs
     out_dir = tmp_path / "eval"
     argv = (f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_dir}", *options)
-    code, _, stderr = run_cli(capsys, "evaluate", *argv)
+    code, _, stderr = run_main(capsys, "evaluate", *argv)
     assert code == 2 and message in one_error_line(stderr, "evaluate")
     assert not out_dir.exists()
 
@@ -228,7 +211,7 @@ def test_evaluate_directory_errors_are_one_line(evaluate_dirs, tmp_path, capsys)
         ((f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_file}"), "is a file"),
     ]
     for argv, message in cases:
-        code, _, stderr = run_cli(capsys, "evaluate", *argv)
+        code, _, stderr = run_main(capsys, "evaluate", *argv)
         assert code == 2 and message in one_error_line(stderr, "evaluate"), argv
     assert out_file.read_text() == "keep me"
 
@@ -255,7 +238,7 @@ def test_evaluate_refuses_a_manifest_topology_outside_the_samples_folder(evaluat
     _write_design(samples, "../secret.pdb")
     out_dir = tmp_path / "eval"
     argv = (f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_dir}", "task=design")
-    code, _, stderr = run_cli(capsys, "evaluate", *argv, "plots=false")
+    code, _, stderr = run_main(capsys, "evaluate", *argv, "plots=false")
     refused = [line for line in stderr.splitlines() if line.startswith("mdgen.evaluate: error:")]
     assert code == 2 and len(refused) == 1
     assert "1 of 1 peptides not evaluated (GWEK)" in refused[0]
@@ -293,7 +276,7 @@ def test_manifest_topologies_inside_their_folder_are_read(tmp_path):
 def test_train_seed_of_the_wrong_type_names_the_option(tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ("experiment=demo_forward", "model=tiny", "logger=none", f"hydra.run.dir={run_dir}", "seed=abc")
-    code, _, stderr = run_cli(capsys, "train", *argv)
+    code, _, stderr = run_main(capsys, "train", *argv)
     assert code == 2 and "seed='abc': expected an integer" in one_error_line(stderr, "train")
 
 
@@ -301,13 +284,13 @@ def test_train_option_of_the_wrong_type_names_the_option(tmp_path, capsys):
     """Checked against the type of the value it replaces (here the experiment's max_steps)."""
     run_dir = tmp_path / "run"
     base = ("experiment=demo_forward", "model=tiny", "logger=none", f"hydra.run.dir={run_dir}")
-    code, _, stderr = run_cli(capsys, "train", *base, "trainer.max_steps=abc")
+    code, _, stderr = run_main(capsys, "train", *base, "trainer.max_steps=abc")
     assert (
         code == 2
         and "trainer.max_steps='abc': expected an integer (the default is 2000)"
         in one_error_line(stderr, "train")
     )
-    code, _, stderr = run_cli(capsys, "train", *base, "data.batch_size=2.5")
+    code, _, stderr = run_main(capsys, "train", *base, "data.batch_size=2.5")
     assert code == 2 and "data.batch_size=2.5: expected an integer" in one_error_line(stderr, "train")
 
 
@@ -323,16 +306,11 @@ def test_train_option_of_the_wrong_type_names_the_option(tmp_path, capsys):
         ]
     ),
 )
-def test_prepare_and_simulate_options_of_the_wrong_type_name_the_option(tmp_path, command, message):
-    """The real `python -m` commands (their Hydra config path is relative to the module file)."""
+def test_prepare_and_simulate_options_of_the_wrong_type_name_the_option(tmp_path, capsys, command, message):
+    """The commands' mains in this process (`python -m` itself is covered by the subprocess tests of
+    test_reliability_entry_points.py and scripts/check_wheel_install.sh)."""
     name, *options = command
     out_dir = tmp_path / "out"
-    run = subprocess.run(
-        [sys.executable, "-m", f"mdgen.{name}", *options, f"out_dir={out_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO_ROOT,
-    )
-    assert run.returncode == 2 and message in one_error_line(run.stderr, name)
+    code, _, stderr = run_main(capsys, name, *options, f"out_dir={out_dir}")
+    assert code == 2 and message in one_error_line(stderr, name)
     assert not out_dir.exists()

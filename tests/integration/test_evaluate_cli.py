@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
+from cli_runner import run_main
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
@@ -60,17 +61,8 @@ def _arguments(dirs, out, *extra):
 
 def _in_process(capsys, argv) -> tuple[int, str]:
     """The command's Hydra main in this process (no ~9 s of imports): (exit status, stderr)."""
-    from mdgen import evaluate
-
-    saved, sys.argv = sys.argv, ["mdgen/evaluate.py", *argv]
-    try:
-        evaluate.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = saved
-    return code, capsys.readouterr().err
+    code, _, stderr = run_main(capsys, "evaluate", *argv)
+    return code, stderr
 
 
 def _error_lines(stderr: str) -> list[str]:

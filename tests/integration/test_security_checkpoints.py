@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from cli_runner import run_main
 from mdgen.config import (
     IncompatibleCheckpointError,
     UnsafeCheckpointError,
@@ -51,23 +52,6 @@ def save(checkpoint: dict, path: Path) -> Path:
     return path
 
 
-def run_sample_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    """`python -m mdgen.sample ARGV` through its Hydra main, in this process: (exit status, stdout, stderr)."""
-    from mdgen.sample import main
-
-    saved = sys.argv
-    sys.argv = ["mdgen/sample.py", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        sys.argv = saved
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
@@ -100,8 +84,8 @@ def test_sample_refuses_a_pickle_payload_in_one_line(plain_checkpoint, tmp_path,
     marker = tmp_path / "ran"
     path = save({**plain_checkpoint, "extra": FileCreatingPayload(marker)}, tmp_path / "payload.ckpt")
     out_dir = tmp_path / "out"
-    code, _, stderr = run_sample_cli(
-        capsys, f"ckpt_path={path}", f"out_dir={out_dir}", f"input_pdb={GWEK / 'GWEK.pdb'}"
+    code, _, stderr = run_main(
+        capsys, "sample", f"ckpt_path={path}", f"out_dir={out_dir}", f"input_pdb={GWEK / 'GWEK.pdb'}"
     )
     assert code == 2 and not marker.exists() and not out_dir.exists()
     lines = error_lines(stderr)
@@ -158,8 +142,8 @@ def test_a_text_file_is_not_a_pytorch_checkpoint(tmp_path, capsys):
     text.write_text("hello\n")
     with pytest.raises(IncompatibleCheckpointError, match="is not a PyTorch checkpoint"):
         load_module(text)
-    code, _, stderr = run_sample_cli(
-        capsys, f"ckpt_path={text}", f"out_dir={tmp_path / 'out'}", f"input_pdb={GWEK / 'GWEK.pdb'}"
+    code, _, stderr = run_main(
+        capsys, "sample", f"ckpt_path={text}", f"out_dir={tmp_path / 'out'}", f"input_pdb={GWEK / 'GWEK.pdb'}"
     )
     lines = error_lines(stderr)
     assert code == 2 and len(lines) == 1
@@ -278,8 +262,8 @@ def test_sample_refuses_a_foreign_target_in_one_line_naming_it(plain_checkpoint,
     tampered = _tamper(entry["config"], "top-level target", source, destination)
     path = save({**plain_checkpoint, CHECKPOINT_KEY: {**entry, "config": tampered}}, tmp_path / "t.ckpt")
     out_dir = tmp_path / "out"
-    code, _, stderr = run_sample_cli(
-        capsys, f"ckpt_path={path}", f"out_dir={out_dir}", f"input_pdb={GWEK / 'GWEK.pdb'}"
+    code, _, stderr = run_main(
+        capsys, "sample", f"ckpt_path={path}", f"out_dir={out_dir}", f"input_pdb={GWEK / 'GWEK.pdb'}"
     )
     lines = error_lines(stderr)
     assert code == 2 and len(lines) == 1 and "'shutil.copyfile' (at model._target_)" in lines[0]
