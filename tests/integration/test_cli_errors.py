@@ -59,6 +59,7 @@ def one_error_line(stderr: str, command: str) -> str:
         (("precision=16",), "precision='16' is not one of"),
         (("sampler.method=leapfrog",), "sampler method 'leapfrog' is not one of"),
         (("sampler.num_steps=abc",), "sampler.num_steps='abc': expected an integer"),
+        (("sampler.grid_power=0",), "sampler grid_power must be > 0, got 0"),
         (("overwrite=maybe",), "overwrite='maybe': expected true or false"),
         (("name=../../x",), "name='../../x' must be a plain file name"),
         (("name=.hidden",), "name='.hidden' must be a plain file name"),
