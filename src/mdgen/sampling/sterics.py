@@ -171,6 +171,7 @@ class ClashRemoval:
     steps: int  # gradient steps taken
 
 
+@torch.no_grad()  # the torsion gradient is computed directly (`torsion_gradient`), not by autograd
 def remove_clashes(
     torsions: torch.Tensor,
     aatype: torch.Tensor,
@@ -188,9 +189,8 @@ def remove_clashes(
     aatype = aatype.long()
     aatype_tuple = tuple(aatype.tolist())
     pairs = steric_pairs(aatype.cpu().numpy(), torsions.device)
-    with torch.no_grad():
-        distances = _pair_distances(chain_atom14(torsions, aatype), pairs)
-        clashing = (distances < pairs.min_distance_A + STORAGE_TOLERANCE_A).any(-1)
+    distances = _pair_distances(chain_atom14(torsions, aatype), pairs)
+    clashing = (distances < pairs.min_distance_A + STORAGE_TOLERANCE_A).any(-1)
     count = int(clashing.sum())
     if count == 0:
         return ClashRemoval(torsions, 0, 0, 0)
@@ -220,7 +220,6 @@ def remove_clashes(
     refined = torch.where(free.bool()[..., None], refined, selected)  # absent χ stay (0, 0)
     out = torsions.clone()
     out[clashing] = refined
-    with torch.no_grad():
-        distances = _pair_distances(chain_atom14(refined, aatype), pairs)
-        still = (distances < pairs.min_distance_A + STORAGE_TOLERANCE_A).any(-1)
+    distances = _pair_distances(chain_atom14(refined, aatype), pairs)
+    still = (distances < pairs.min_distance_A + STORAGE_TOLERANCE_A).any(-1)
     return ClashRemoval(out, count, int(still.sum()), steps)
