@@ -33,5 +33,4 @@ timed nice -n 5 $PY -m mdgen.sample ckpt_path="$OUT/train/checkpoints/last.ckpt"
     num_rollouts="$ROLLOUTS" num_chunks="$CHUNKS"
 timed nice -n 5 $PY -m mdgen.evaluate task=protein samples_dir="$OUT/samples" reference_dir="$SIM" \
     out_dir="$OUT/evaluation"
-timed nice -n 5 $PY experiments/proteins/pca_figure.py "$OUT/samples" "$SIM" villin "$OUT/evaluation/plots"
 cat "$OUT/timings.txt"

@@ -224,6 +224,7 @@ def test_prepare_train_sample_evaluate_on_the_villin_fixture(tmp_path):
     for row in ("generated", "MD replica 1 vs rest", "MD replica 2 vs rest", "MD replica 3 vs rest"):
         assert f"{row} (n=1)" in header
     assert (evaluation / "plots" / "villin_rmsf.png").is_file()
+    assert (evaluation / "plots" / "villin_pca.png").is_file()  # MD vs generated on the MD PCs
     metrics = json.loads((evaluation / "metrics.json").read_text())
     pooled = metrics["pooled"]["generated"]
     assert 0.0 <= pooled["ca_valid_fraction"] <= 1.0 and math.isfinite(pooled["rmwd_A"])

@@ -27,7 +27,13 @@ from mdgen.evaluation.layout import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.paths import PathAnalysis, PathSettings, evaluate_paths
-from mdgen.evaluation.proteins import ProteinPeptideResult, ProteinSettings, replica_rows, score_protein
+from mdgen.evaluation.proteins import (
+    ProteinAnalysis,
+    ProteinPeptideResult,
+    ProteinSettings,
+    analyse_protein,
+    write_figures,
+)
 from mdgen.evaluation.upsampling import UpsamplingAnalysis, UpsamplingSettings, evaluate_upsampling
 from mdgen.sample_files import DESIGN_SUFFIX, PATHS_SUFFIX
 
@@ -203,18 +209,14 @@ class ProteinEvaluator(TaskEvaluator):
         structure, _ = match_atoms(load_trajectory(topology), samples.trajectories[0], samples.source)
         return reference, samples, structure
 
-    def compute(self, name, inputs, config) -> ProteinPeptideResult:
-        reference, samples, structure = inputs
-        rows = {"generated": score_protein(reference, samples, structure, config.protein)}
-        rows |= replica_rows(reference, structure, config.protein)
-        notes = () if len(rows) > 1 else ("one MD trajectory: no replica-vs-replica reference rows",)
-        return ProteinPeptideResult(name, rows, notes)
+    def compute(self, name, inputs, config) -> ProteinAnalysis:
+        return analyse_protein(name, *inputs, config.protein)
 
-    def plot(self, name, analysis: ProteinPeptideResult, config) -> None:
-        plots.protein_rmsf(name, analysis.rows, config.plot_dir / f"{name}_rmsf.png")
+    def plot(self, name, analysis: ProteinAnalysis, config) -> None:
+        write_figures(analysis, config.plot_dir)  # NAME_rmsf.png, NAME_pca.png
 
-    def result(self, analysis: ProteinPeptideResult) -> ProteinPeptideResult:
-        return analysis
+    def result(self, analysis: ProteinAnalysis) -> ProteinPeptideResult:
+        return analysis.result
 
     def sections(self, results, config):
         return sections.protein_sections(results, config)
