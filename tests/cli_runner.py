@@ -20,3 +20,13 @@ def run_main(capsys, command: str, *argv: str) -> tuple[int, str, str]:
         sys.argv = saved
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def run_command(module: str, *overrides: str, cwd=None, timeout: int = 900) -> None:
+    """`python -m MODULE OVERRIDES` in a subprocess (the real command line); fails with its stderr tail."""
+    import subprocess
+
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, f"{module} failed:\n{completed.stderr[-3000:]}"

@@ -11,11 +11,11 @@ how the evaluator does not find them, a sampler that silently used another check
 import hashlib
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runner import run_command as run_in_subprocess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"
@@ -24,14 +24,7 @@ NUM_FRAMES, NUM_CHUNKS, NUM_ROLLOUTS = 6, 8, 2  # 2 rollouts of 8 x 5 + 1 = 41 f
 
 
 def run_command(module: str, *overrides: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, f"{module} failed:\n{completed.stderr[-3000:]}"
+    run_in_subprocess(module, *overrides, cwd=REPO_ROOT)
 
 
 def finite_numbers(node) -> list[float]:

@@ -9,8 +9,6 @@ rollouts of the whole chain from its PDB) -> evaluate task=protein against the t
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import mdtraj as md
@@ -19,6 +17,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from cli_runner import run_command as run_in_subprocess
 from mdgen.config import build_module, compose_config
 from mdgen.train import train
 from training_probe import probe_overrides, read_probe
@@ -153,14 +152,7 @@ NUM_FRAMES, NUM_CHUNKS, NUM_ROLLOUTS = 6, 2, 2  # 2 rollouts of 2 x 5 + 1 = 11 f
 
 
 def run_command(module: str, *overrides: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, f"{module} failed:\n{completed.stderr[-3000:]}"
+    run_in_subprocess(module, *overrides, cwd=REPO_ROOT)
 
 
 @pytest.mark.slow
