@@ -16,7 +16,7 @@ help: ## list targets
 # The CI environment: torch, then every package at its version in $(LOCK) (mdgen[dev,md] resolved by
 # `make lock`), then mdgen itself (editable, no dependency resolution); `pip check` fails on a lock that
 # misses a requirement of pyproject.toml. pip compiles every module at install time
-# (125 s on the 2-core machine): with PYTHONDONTWRITEBYTECODE set, as on CI machines, nothing compiled
+# (125 s on the 2-core machine): with PYTHONDONTWRITEBYTECODE set (as on the development machine) nothing compiled
 # later is kept, and `pip --no-compile` made the fast suite 65 % slower.
 $(STAMP): pyproject.toml setup.py $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)

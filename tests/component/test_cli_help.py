@@ -58,7 +58,11 @@ def root_groups(command: str) -> dict[str, str | None]:
     return groups
 
 
-@pytest.mark.parametrize("command", HYDRA_COMMANDS)
+# sample, train and evaluate (the ConfigStore root) in the fast suite; the other five in `make test-full`.
+@pytest.mark.parametrize(
+    "command",
+    [*HYDRA_COMMANDS[:3], *(pytest.param(c, marks=pytest.mark.slow) for c in HYDRA_COMMANDS[3:])],
+)
 def test_help_lists_required_options_and_only_its_own_groups(capsys, command):
     """Catches: a root config that loses `override hydra/help: mdgen` (Hydra's default help lists every
     group of conf/, e.g. trainer/ in `mdgen.sample --help`), a required option missing from the list,

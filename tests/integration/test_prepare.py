@@ -343,6 +343,9 @@ def test_atlas_short_chains_are_padded_and_masked(atlas_cache, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- simulate -> prepare -> batch
+# Slow (22 s: two Python processes and real MD): `make test` keeps simulate's layout test and prepare's
+# tests on committed MD; this chains them through the real commands in `make test-full`.
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (REPO_ROOT / "src" / "mdgen" / "simulate.py").is_file(), reason="mdgen.simulate not written yet"
 )
