@@ -1,9 +1,14 @@
-"""Run a command's main in this process, as `python -m mdgen.COMMAND ARGV` would (without ~9 s of imports)."""
+"""Run a command as `python -m mdgen.COMMAND ARGV` would: in this process (no ~9 s of imports) or in a
+subprocess from the repository root (the real command line)."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_main(capsys, command: str, *argv: str) -> tuple[int, str, str]:
@@ -22,11 +27,13 @@ def run_main(capsys, command: str, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def run_command(module: str, *overrides: str, cwd=None, timeout: int = 900) -> None:
-    """`python -m MODULE OVERRIDES` in a subprocess (the real command line); fails with its stderr tail."""
-    import subprocess
-
+def run_command(module: str, *overrides: str, timeout: int = 900) -> None:
+    """`python -m MODULE OVERRIDES` in a subprocess from the repository root; fails with its stderr tail."""
     completed = subprocess.run(
-        [sys.executable, "-m", module, *overrides], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert completed.returncode == 0, f"{module} failed:\n{completed.stderr[-3000:]}"

@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import run_command as run_in_subprocess
+from cli_runner import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"
 PEPTIDE = "GWEK"
 NUM_FRAMES, NUM_CHUNKS, NUM_ROLLOUTS = 6, 8, 2  # 2 rollouts of 8 x 5 + 1 = 41 frames, 10 ps apart
-
-
-def run_command(module: str, *overrides: str) -> None:
-    run_in_subprocess(module, *overrides, cwd=REPO_ROOT)
 
 
 def finite_numbers(node) -> list[float]:

@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cli_runner import run_command as run_in_subprocess
+from cli_runner import run_command
 from mdgen.config import build_module, compose_config
 from mdgen.train import train
 from training_probe import probe_overrides, read_probe
@@ -149,10 +149,6 @@ def test_a_chain_longer_than_an_absolute_position_table_is_refused_before_any_wo
 # ---- the commands chained (slow) ---------------------------------------------------------------------
 
 NUM_FRAMES, NUM_CHUNKS, NUM_ROLLOUTS = 6, 2, 2  # 2 rollouts of 2 x 5 + 1 = 11 frames, 10 ps apart
-
-
-def run_command(module: str, *overrides: str) -> None:
-    run_in_subprocess(module, *overrides, cwd=REPO_ROOT)
 
 
 @pytest.mark.slow
