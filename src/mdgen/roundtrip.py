@@ -22,7 +22,7 @@ import torch
 from mdgen import tokens
 from mdgen.constants import TORSION_NAMES
 from mdgen.errors import user_errors
-from mdgen.io import Trajectory, read_trajectory
+from mdgen.trajectory_files import Trajectory, read_trajectory
 
 _BACKBONE_SLOTS = slice(0, 4)  # N, CA, C, O
 _ATOM_DETERMINED_TORSIONS = [TORSION_NAMES.index(name) for name in ("psi", "chi1", "chi2", "chi3", "chi4")]

@@ -18,7 +18,7 @@ from mdgen.data.cache import list_cached_entries, open_entry
 from mdgen.data.datamodule import DataSetupError, MDGenDataModule
 from mdgen.data.prepare import prepare_simulations
 from mdgen.data.splits import SplitRow, write_split
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAJECTORIES = REPO_ROOT / "tests" / "fixtures" / "trajectories"

@@ -26,7 +26,7 @@ from mdgen.config import compose_config
 from mdgen.errors import UserError
 from mdgen.evaluation.design import read_design_spec
 from mdgen.evaluation.paths import read_path_manifest
-from mdgen.io import TrajectoryError, read_trajectory, write_trajectory
+from mdgen.trajectory_files import TrajectoryError, read_trajectory, write_trajectory
 from mdgen.sample import sample
 from mdgen.sampling.inputs import SamplingInputError
 from mdgen.sampling.modes import IncompatibleTaskError

@@ -16,7 +16,7 @@ import torch
 
 from mdgen.geometry import quaternion_to_rotation
 from mdgen.interpolant import GVPPath, LinearPath
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 from mdgen.model import MDGenNetwork
 from mdgen.module import MDGenModule
 from mdgen.sampling.decoding import DecoderSettings

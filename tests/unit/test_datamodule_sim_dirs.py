@@ -11,7 +11,7 @@ from mdgen.data.cache import list_cached_entries
 from mdgen.data.datamodule import MDGenDataModule
 from mdgen.data.layouts import LayoutError, assign_to_sim_dirs
 from mdgen.data.splits import SplitRow, write_split
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 
 TRAJECTORIES = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories"
 

@@ -24,7 +24,7 @@ from mdgen.geometry.backbone import (
     planar_omega,
     textbook_psi_offset,
 )
-from mdgen.io import read_trajectory, write_trajectory
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 from mdgen.sampling.decoding import (
     CHAIN_DECODER_MAX_RESIDUES,
     DecoderSettings,

@@ -14,7 +14,7 @@ import torch
 
 from mdgen import constants as rc
 from mdgen import geometry as g
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 
 FIXTURE_NAMES = ("FLRH", "IPGD", "RTVD")
 

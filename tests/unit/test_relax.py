@@ -15,7 +15,7 @@ from mdgen import constants as rc
 from mdgen import tokens
 from mdgen.evaluation.validity import frame_failures
 from mdgen.geometry import atom14_from_frames
-from mdgen.io import read_trajectory, write_trajectory
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.relax import FrameRelaxer, RelaxSettings

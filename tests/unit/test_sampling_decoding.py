@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mdgen.geometry import torsion_angles
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 from mdgen.sampling.decoding import decode_windows, frames_only_torsions, identities_to_build
 from mdgen.sampling.engine import window_batch
 from mdgen.tasks import TaskSpec

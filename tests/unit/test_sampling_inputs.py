@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdgen.io import TrajectoryError, write_trajectory
+from mdgen.trajectory_files import TrajectoryError, write_trajectory
 from mdgen.sampling.inputs import (
     SamplingInputError,
     check_frame_index,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mdgen.constants import aatype_from_sequence
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 from mdgen.sampling.writer import (
     TrajectoryOutput,
     concatenate_outputs,

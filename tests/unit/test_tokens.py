@@ -10,7 +10,7 @@ import torch
 from mdgen import tokens
 from mdgen.constants import TORSION_NAMES
 from mdgen.geometry import quaternion_to_rotation
-from mdgen.io import read_trajectory
+from mdgen.trajectory_files import read_trajectory
 from mdgen.roundtrip import atom_determined_channels, roundtrip_errors
 
 FIXTURE_NAMES = ("FLRH", "IPGD", "RTVD")

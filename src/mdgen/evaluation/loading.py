@@ -16,7 +16,7 @@ import mdtraj as md
 import numpy as np
 
 from mdgen.errors import UserError
-from mdgen.io import rename_prochiral_atoms_to_iupac
+from mdgen.trajectory_files import rename_prochiral_atoms_to_iupac
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:

@@ -2,7 +2,7 @@
 
 Everything here checks its inputs before any expensive work and raises `SamplingInputError` (a
 `ValueError`) naming the file or value and the problem. Reading a trajectory raises
-`mdgen.io.TrajectoryError` (also a `ValueError`) for missing or inconsistent files.
+`mdgen.trajectory_files.TrajectoryError` (also a `ValueError`) for missing or inconsistent files.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from mdgen.constants import RESTYPES, aatype_from_sequence
 from mdgen.errors import UserError
-from mdgen.io import Trajectory, read_trajectory
+from mdgen.trajectory_files import Trajectory, read_trajectory
 
 
 class SamplingInputError(UserError):

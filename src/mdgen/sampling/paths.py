@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdgen.io import Trajectory
+from mdgen.trajectory_files import Trajectory
 from mdgen.sample_files import PATHS_SUFFIX, PathRecord, PathsManifest, TransitionChoice
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, window_outputs_report

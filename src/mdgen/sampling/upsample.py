@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdgen.io import Trajectory
+from mdgen.trajectory_files import Trajectory
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.modes import IncompatibleTaskError
 from mdgen.sampling.report import OutputReport

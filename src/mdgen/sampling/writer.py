@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mdgen.files import atomic_write_text
-from mdgen.io import read_trajectory, write_trajectory
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 
 _write_ledger: ContextVar[Callable[[Path], None] | None] = ContextVar("mdgen_write_ledger", default=None)
 
