@@ -4,7 +4,14 @@ Knows nothing about proteins; tensors are (B, ...) with a per-sample time t (B,)
 """
 
 from mdgen.interpolant.dirichlet import DirichletFlow, dirichlet_c_factor, regularized_incomplete_beta
-from mdgen.interpolant.paths import AffinePath, GVPPath, LinearPath, PathSample, Schedule, masked_mse
+from mdgen.interpolant.probability_paths import (
+    AffinePath,
+    GVPPath,
+    LinearPath,
+    PathSample,
+    Schedule,
+    masked_mse,
+)
 from mdgen.interpolant.solvers import ODESolution, solve_ode
 
 __all__ = [

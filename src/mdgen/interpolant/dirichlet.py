@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from mdgen.interpolant.paths import expand_like
+from mdgen.interpolant.probability_paths import expand_like
 
 # The small-x form of the c-factor divides by (1 - x)^(K-1) and cancels badly near x = 1; the large-x
 # series in (1 - x) converges geometrically there. 0.5 keeps both forms accurate to ~1e-12 relative.
