@@ -40,12 +40,12 @@ from mdgen.evaluation.features import pooled_torsion_angles, torsion_angles, tor
 from mdgen.evaluation.jsd import angle_jsd
 from mdgen.evaluation.validity import frame_failures
 from mdgen.geometry.backbone import OMEGA_MAX_DEVIATION_DEG
-from mdgen.trajectory_files import read_trajectory, write_trajectory
 from mdgen.sampling.decoding import DecoderSettings, decode_windows_counted
 from mdgen.sampling.engine import window_batch
 from mdgen.sampling.relax import FrameRelaxer
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 
 DECODERS = {
     "frames": DecoderSettings("frames", declash=False),

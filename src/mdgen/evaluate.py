@@ -24,10 +24,10 @@ from mdgen.errors import UserError, user_errors
 from mdgen.evaluation.forward import ForwardSettings
 from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.msm import StateModelSettings
-from mdgen.evaluation.paths import PathSettings
 from mdgen.evaluation.pipelines import TASKS, EvaluationConfig
 from mdgen.evaluation.proteins import ProteinSettings
 from mdgen.evaluation.runner import failure_message, run_evaluation
+from mdgen.evaluation.transition_paths import TransitionPathSettings
 from mdgen.evaluation.upsampling import UpsamplingSettings
 from mdgen.options import checked_fields, checked_value
 
@@ -73,7 +73,7 @@ def build_config(cfg: DictConfig) -> EvaluationConfig:
             forward=_settings(
                 ForwardSettings, cfg, "forward", state_model=_settings(StateModelSettings, cfg, "state_model")
             ),
-            paths=_settings(PathSettings, cfg, "paths"),
+            transition_paths=_settings(TransitionPathSettings, cfg, "transition_paths"),
             upsampling=_settings(UpsamplingSettings, cfg, "upsampling"),
             protein=_settings(ProteinSettings, cfg, "protein"),
         )

@@ -25,8 +25,7 @@ import yaml
 from mdgen.config import compose_config
 from mdgen.errors import UserError
 from mdgen.evaluation.design import read_design_spec
-from mdgen.evaluation.paths import read_path_manifest
-from mdgen.trajectory_files import TrajectoryError, read_trajectory, write_trajectory
+from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sample import sample
 from mdgen.sampling.inputs import SamplingInputError
 from mdgen.sampling.modes import IncompatibleTaskError
@@ -34,6 +33,7 @@ from mdgen.sampling.record import RECORD_FILE, OutputDirectory
 from mdgen.sampling.report import SUMMARY_FILE
 from mdgen.sampling.request import SamplingRequest, request_fields
 from mdgen.sampling.writer import write_json
+from mdgen.trajectory_files import TrajectoryError, read_trajectory, write_trajectory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MD = REPO_ROOT / "data" / "demo" / "md"

@@ -16,7 +16,6 @@ import torch
 
 from mdgen.geometry import quaternion_to_rotation
 from mdgen.interpolant import GVPPath, LinearPath
-from mdgen.trajectory_files import read_trajectory
 from mdgen.model import MDGenNetwork
 from mdgen.module import MDGenModule
 from mdgen.sampling.decoding import DecoderSettings
@@ -25,6 +24,7 @@ from mdgen.sampling.paths import endpoints_from_frames, run_paths
 from mdgen.sampling.solver import SolverOptions
 from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
+from mdgen.trajectory_files import read_trajectory
 
 B, T, L = 2, 5, 4
 CA = 1  # atom14 slot of CA: the origin of the residue frame, so decoding puts it back exactly

@@ -24,7 +24,6 @@ from mdgen.geometry.backbone import (
     planar_omega,
     textbook_psi_offset,
 )
-from mdgen.trajectory_files import read_trajectory, write_trajectory
 from mdgen.sampling.decoding import (
     CHAIN_DECODER_MAX_RESIDUES,
     DecoderSettings,
@@ -34,6 +33,7 @@ from mdgen.sampling.decoding import (
 from mdgen.sampling.engine import window_batch
 from mdgen.sampling.sterics import _pair_distances, remove_clashes, steric_pairs, torsion_gradient
 from mdgen.tasks import TaskSpec
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories"
 NAMES = ("FLRH", "IPGD", "RTVD")

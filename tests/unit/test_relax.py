@@ -15,13 +15,13 @@ from mdgen import constants as rc
 from mdgen import tokens
 from mdgen.evaluation.validity import frame_failures
 from mdgen.geometry import atom14_from_frames
-from mdgen.trajectory_files import read_trajectory, write_trajectory
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.relax import FrameRelaxer, RelaxSettings
 from mdgen.sampling.solver import SolverOptions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
+from mdgen.trajectory_files import read_trajectory, write_trajectory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories"
 

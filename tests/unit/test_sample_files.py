@@ -11,7 +11,7 @@ import pytest
 
 from mdgen.errors import UserError
 from mdgen.evaluation.design import read_design_spec
-from mdgen.evaluation.paths import read_path_manifest
+from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sample_files import (
     FORMAT_VERSION,
     DesignManifest,

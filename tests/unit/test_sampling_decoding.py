@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from mdgen.geometry import torsion_angles
-from mdgen.trajectory_files import read_trajectory
 from mdgen.sampling.decoding import decode_windows, frames_only_torsions, identities_to_build
 from mdgen.sampling.engine import window_batch
 from mdgen.tasks import TaskSpec
+from mdgen.trajectory_files import read_trajectory
 
 DEMO_MD = Path(__file__).resolve().parents[2] / "data" / "demo" / "md"
 

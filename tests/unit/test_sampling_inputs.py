@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdgen.trajectory_files import TrajectoryError, write_trajectory
 from mdgen.sampling.inputs import (
     SamplingInputError,
     check_frame_index,
@@ -14,6 +13,7 @@ from mdgen.sampling.inputs import (
     read_input_trajectory,
     structure_from_frame,
 )
+from mdgen.trajectory_files import TrajectoryError, write_trajectory
 
 DEMO_MD = Path(__file__).resolve().parents[2] / "data" / "demo" / "md"
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from mdgen.constants import aatype_from_sequence
-from mdgen.trajectory_files import read_trajectory
 from mdgen.sampling.writer import (
     TrajectoryOutput,
     concatenate_outputs,
@@ -16,6 +15,7 @@ from mdgen.sampling.writer import (
     write_json,
     write_text,
 )
+from mdgen.trajectory_files import read_trajectory
 
 FLRH = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories" / "FLRH"
 

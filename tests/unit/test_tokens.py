@@ -10,8 +10,8 @@ import torch
 from mdgen import tokens
 from mdgen.constants import TORSION_NAMES
 from mdgen.geometry import quaternion_to_rotation
-from mdgen.trajectory_files import read_trajectory
 from mdgen.roundtrip import atom_determined_channels, roundtrip_errors
+from mdgen.trajectory_files import read_trajectory
 
 FIXTURE_NAMES = ("FLRH", "IPGD", "RTVD")
 # decode(encode(x)) heavy-atom RMSD bounds, Å. The MD is at 350 K: bond angles fluctuate by ~4° and

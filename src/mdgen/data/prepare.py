@@ -46,9 +46,9 @@ from mdgen.data.cache import (
 from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
 from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
-from mdgen.trajectory_files import read_trajectory
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 from mdgen.tokens import frame_features
+from mdgen.trajectory_files import read_trajectory
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import mdtraj as md
 import numpy as np
 
 from mdgen.errors import UserError
-from mdgen.trajectory_files import rename_prochiral_atoms_to_iupac
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
+from mdgen.trajectory_files import rename_prochiral_atoms_to_iupac
 
 # Atoms the reference may have and a generated structure may lack without it being a mismatch:
 # atom14 decoders do not build the C-terminal second oxygen.

@@ -26,7 +26,6 @@ from mdgen.evaluation.forward import (
 from mdgen.evaluation.layout import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
-from mdgen.evaluation.paths import PathAnalysis, PathSettings, evaluate_paths
 from mdgen.evaluation.proteins import (
     ProteinAnalysis,
     ProteinPeptideResult,
@@ -34,6 +33,7 @@ from mdgen.evaluation.proteins import (
     analyse_protein,
     write_figures,
 )
+from mdgen.evaluation.transition_paths import PathAnalysis, TransitionPathSettings, evaluate_paths
 from mdgen.evaluation.upsampling import UpsamplingAnalysis, UpsamplingSettings, evaluate_upsampling
 from mdgen.sample_files import DESIGN_SUFFIX, PATHS_SUFFIX
 
@@ -51,7 +51,7 @@ class EvaluationConfig:
     n_jobs: int = 1
     make_plots: bool = True
     forward: ForwardSettings = field(default_factory=ForwardSettings)
-    paths: PathSettings = field(default_factory=PathSettings)
+    transition_paths: TransitionPathSettings = field(default_factory=TransitionPathSettings)
     upsampling: UpsamplingSettings = field(default_factory=UpsamplingSettings)
     protein: ProteinSettings = field(default_factory=ProteinSettings)
 
@@ -136,7 +136,7 @@ class InterpEvaluator(TaskEvaluator):
 
     def compute(self, name, inputs, config) -> PathAnalysis:
         manifest, reference, replica = inputs
-        return evaluate_paths(name, manifest, reference, replica, config.state_model, config.paths)
+        return evaluate_paths(name, manifest, reference, replica, config.state_model, config.transition_paths)
 
     def plot(self, name, analysis: PathAnalysis, config) -> None:
         plots.flux_matrices(

@@ -15,8 +15,8 @@ import numpy as np
 from mdgen.evaluation import plots
 from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardPeptideResult, md_row_name
 from mdgen.evaluation.jsd import MAX_JS_DISTANCE
-from mdgen.evaluation.paths import REFERENCE_BRIDGE
 from mdgen.evaluation.report import aggregate_rows, aggregate_table, format_value, markdown_table
+from mdgen.evaluation.transition_paths import REFERENCE_BRIDGE
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED
 from mdgen.evaluation.validity import (
     BONDI_RADII_A,

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdgen.trajectory_files import Trajectory
 from mdgen.sample_files import PATHS_SUFFIX, PathRecord, PathsManifest, TransitionChoice
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
 from mdgen.sampling.report import OutputReport, window_outputs_report
 from mdgen.sampling.writer import TrajectoryOutput, write_json
+from mdgen.trajectory_files import Trajectory
 
 LOWEST_FLUX, HIGHEST_FLUX = "lowest_flux", "highest_flux"
 TRANSITIONS = (LOWEST_FLUX, HIGHEST_FLUX)

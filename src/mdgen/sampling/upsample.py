@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mdgen.trajectory_files import Trajectory
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.modes import IncompatibleTaskError
 from mdgen.sampling.report import OutputReport
 from mdgen.sampling.writer import TrajectoryOutput
 from mdgen.tasks import TaskSpec
+from mdgen.trajectory_files import Trajectory
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import pytest
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
 from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.evaluation.msm import StateModelSettings
-from mdgen.evaluation.paths import (
+from mdgen.evaluation.transition_paths import (
     GENERATED,
     REFERENCE_BRIDGE,
-    PathSettings,
+    TransitionPathSettings,
     evaluate_paths,
     reduced_path_indices,
 )
@@ -63,7 +63,7 @@ def setup(tmp_path_factory):
 
 def test_md_windows_are_valid_paths_and_scrambled_ones_are_not(setup):
     reference, md_manifest, scrambled_manifest = setup
-    settings = PathSettings(n_reference_paths=500)
+    settings = TransitionPathSettings(n_reference_paths=500)
     good = evaluate_paths("AKIR", md_manifest, reference, None, STATE_SETTINGS, settings).result
     bad = evaluate_paths("AKIR", scrambled_manifest, reference, None, STATE_SETTINGS, settings).result
     assert good.endpoint_agreement == 1.0 and good.n_path_states == PATH_FRAMES
@@ -77,7 +77,7 @@ def test_md_windows_are_valid_paths_and_scrambled_ones_are_not(setup):
 def test_replica_rows_score_md_bridge_paths(setup):
     reference, md_manifest, _ = setup
     replica = reference.truncated(10_000.0)
-    settings = PathSettings(n_reference_paths=200, replica_lengths_ps=(10_000.0, 1e6))
+    settings = TransitionPathSettings(n_reference_paths=200, replica_lengths_ps=(10_000.0, 1e6))
     analysis = evaluate_paths("AKIR", md_manifest, reference, replica, STATE_SETTINGS, settings)
     assert analysis.result.rows["replica MD 10 ns"].valid_path_rate == 1.0  # same MSM data -> same support
     assert "MD 1000 ns" in analysis.result.omitted_rows

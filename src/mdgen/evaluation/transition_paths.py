@@ -57,7 +57,7 @@ REFERENCE_BRIDGE = "reference MSM bridge (independent draw)"
 
 
 @dataclass(frozen=True)
-class PathSettings:
+class TransitionPathSettings:
     n_reference_paths: int = 1000
     seed: int = 137
     replica_lengths_ps: tuple[float, ...] = (1000.0, 10000.0)
@@ -152,7 +152,7 @@ def evaluate_paths(
     reference: TrajectoryGroup,
     replica: TrajectoryGroup | None,
     state_settings: StateModelSettings,
-    settings: PathSettings,
+    settings: TransitionPathSettings,
 ) -> PathAnalysis:
     topology, path_files = read_path_manifest(manifest)
     ref_traj = reference.trajectories[0]
