@@ -16,7 +16,7 @@ import pytest
 from mdtraj.formats import XTCTrajectoryFile
 
 import mdgen.data.simulate_proteins as simulate_proteins_module
-from mdgen.data.layouts import detect_layout, discover_entries
+from mdgen.data.sim_dir_layouts import detect_layout, discover_entries
 from mdgen.data.simulate import SimulationProtocol, SimulationSetupError, StaleOutputError
 from mdgen.data.simulate_proteins import (
     ProteinInputError,

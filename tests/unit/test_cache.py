@@ -18,7 +18,7 @@ from mdgen.data.cache import (
     open_entry,
     read_manifest,
 )
-from mdgen.data.layouts import LayoutError, detect_layout, discover_entries
+from mdgen.data.sim_dir_layouts import LayoutError, detect_layout, discover_entries
 from mdgen.data.splits import SplitError, SplitRow, read_split, write_split
 
 

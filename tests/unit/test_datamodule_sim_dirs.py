@@ -9,7 +9,7 @@ import pytest
 
 from mdgen.data.cache import list_cached_entries
 from mdgen.data.datamodule import MDGenDataModule
-from mdgen.data.layouts import LayoutError, assign_to_sim_dirs
+from mdgen.data.sim_dir_layouts import LayoutError, assign_to_sim_dirs
 from mdgen.data.splits import SplitRow, write_split
 from mdgen.trajectory_files import read_trajectory
 

@@ -40,8 +40,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from mdgen.data.cache import list_cached_entries
 from mdgen.data.dataset import FixedWindowDataset, TrainWindowDataset, collate_windows, mixed_seed
-from mdgen.data.layouts import ATLAS_REPLICAS, assign_to_sim_dirs, atlas_replica_name
 from mdgen.data.prepare import prepare_simulations
+from mdgen.data.sim_dir_layouts import ATLAS_REPLICAS, assign_to_sim_dirs, atlas_replica_name
 from mdgen.data.splits import SplitRow, read_split
 from mdgen.errors import UserError
 

@@ -1,6 +1,6 @@
 """Turn MD trajectories into the training cache (``mdgen.data.cache``), in parallel, reporting every failure.
 
-For each entry found by ``mdgen.data.layouts``: read the trajectory at the requested output interval,
+For each entry found by ``mdgen.data.sim_dir_layouts``: read the trajectory at the requested output interval,
 compute per frame the residue rigids and torsions once (``mdgen.tokens.frame_features``, in chunks of
 frames to bound memory), and install the entry atomically. An entry whose manifest matches the
 source files (path, size, mtime) and the requested interval is left alone. A bad entry (missing file,
@@ -43,7 +43,7 @@ from mdgen.data.cache import (
     read_manifest,
     remove_stale_temporaries,
 )
-from mdgen.data.layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
+from mdgen.data.sim_dir_layouts import ATLAS_REPLICAS, SourceEntry, discover_entries
 from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps

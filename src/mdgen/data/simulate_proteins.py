@@ -8,7 +8,7 @@ Per protein ``NAME`` (the PDB file's stem unless named) the finished output is::
     OUT/NAME/info.json                   ``ProteinSimulationRecord``: input, preparation, protocol,
                                          every replica's seed, frames and ns/day
 
-which is what ``mdgen.data.layouts`` reads as the ``atlas`` layout (entries ``NAME_R1`` ..).
+which is what ``mdgen.data.sim_dir_layouts`` reads as the ``atlas`` layout (entries ``NAME_R1`` ..).
 
 Preparation (``prepare_structure``, PDBFixer): heterogens and water removed, non-protein chains
 dropped, non-standard residues replaced by their standard parents, missing internal residues modelled
@@ -21,7 +21,7 @@ Work happens in ``OUT/NAME.tmp-replicas/`` (``prepared.pdb``, ``preparation.json
 resumable run directory per replica), held under the flock of its ``.simulate.lock`` for the whole
 command. When every replica is finished the ATLAS directory is assembled in ``OUT/NAME.tmp-assemble/``
 and renamed to ``OUT/NAME/``; only then is the staging directory removed. So ``OUT/NAME/`` is always
-complete, an interrupted command resumes where it stopped, and ``mdgen.data.layouts`` skips both
+complete, an interrupted command resumes where it stopped, and ``mdgen.data.sim_dir_layouts`` skips both
 staging names (they contain ``.tmp-``).
 """
 
