@@ -2,7 +2,7 @@
 
 A `TaskEvaluator` knows
 - where a peptide's samples are (`manifest_suffix`: one `NAME<suffix>` manifest per peptide, or
-  trajectories `NAME.xtc` / `NAME_<i>.xtc` when None; `mdgen.evaluation.layout`);
+  trajectories `NAME.xtc` / `NAME_<i>.xtc` when None; `mdgen.evaluation.input_files`);
 - how one peptide is evaluated: `load` its inputs from disk, `compute` the analysis, `plot` its figures
   into `config.plot_dir`, keep `result(analysis)` for metrics.json;
 - how all peptides are reported: `sections` (report.md sections and extra metrics.json entries) and
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mdgen.evaluation.layout import discover_names
+from mdgen.evaluation.input_files import discover_names
 
 if TYPE_CHECKING:
     from mdgen.evaluation.pipelines import EvaluationConfig

@@ -1,4 +1,4 @@
-"""Where samples and reference MD live on disk, and which peptides a directory holds.
+"""Where evaluation inputs (samples and reference MD) live on disk, and which peptides a directory holds.
 
 Samples (written by the sampler):
 - forward, upsample, protein: `samples_dir/NAME.pdb` + `NAME.xtc`, or one XTC per rollout
@@ -62,6 +62,22 @@ def sample_files(samples_dir: Path, name: str) -> tuple[Path, list[Path]]:
     return topology, trajectories
 
 
+def _replica_files(folder: Path, name: str) -> list[Path]:
+    """ATLAS replicas `NAME_prod_R{1,2,...}_fit.xtc` in replica order; a gap in the numbering (R2 missing
+    beside R1 and R3) is refused: the protein report names its rows "MD replica i" by position."""
+    pattern = re.compile(rf"{re.escape(name)}_prod_R(\d+)_fit\.xtc")
+    matches = (pattern.fullmatch(path.name) for path in folder.glob(f"{name}_prod_R*_fit.xtc"))
+    found = {int(m.group(1)): folder / m.group(0) for m in matches if m}
+    gap = next((k for k in range(1, len(found) + 1) if k not in found), None)
+    if gap is not None:
+        present = ", ".join(f"R{k}" for k in sorted(found))
+        raise EvaluationInputError(
+            f"{folder}: reference trajectory {name}_prod_R{gap}_fit.xtc not found (found {present}; replicas "
+            "are numbered R1, R2, ... without gaps)"
+        )
+    return [found[k] for k in sorted(found)]
+
+
 def reference_files(reference_dir: Path, name: str, fine: bool = False) -> tuple[Path, list[Path]]:
     """(topology, trajectories) of one peptide's reference MD (fine: the NAME_fine.xtc trajectory)."""
     for folder in (reference_dir / name, reference_dir):
@@ -73,7 +89,7 @@ def reference_files(reference_dir: Path, name: str, fine: bool = False) -> tuple
         elif (folder / f"{name}.xtc").is_file():
             trajectories = [folder / f"{name}.xtc"]
         else:
-            trajectories = sorted(folder.glob(f"{name}_prod_R*_fit.xtc"))
+            trajectories = _replica_files(folder, name)
         missing = [p for p in trajectories if not p.is_file()]
         if missing or not trajectories:
             wanted = missing[0].name if missing else f"{name}.xtc"

@@ -23,7 +23,7 @@ from mdgen.evaluation.forward import (
     ForwardSettings,
     evaluate_forward,
 )
-from mdgen.evaluation.layout import reference_files, sample_files
+from mdgen.evaluation.input_files import reference_files, sample_files
 from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.proteins import (
