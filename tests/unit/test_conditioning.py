@@ -22,7 +22,7 @@ from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.paths import endpoints_from_frames, run_paths
 from mdgen.sampling.solver import SolverOptions
-from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
+from mdgen.sampling.upsampling import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
 from mdgen.trajectory_files import read_trajectory
 

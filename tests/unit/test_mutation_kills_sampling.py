@@ -1,4 +1,4 @@
-"""Tests added for mutants of src/mdgen/sampling/upsample.py that survived `make mutate`
+"""Tests added for mutants of src/mdgen/sampling/upsampling.py that survived `make mutate`
 (experiments/tests/README.md), and of src/mdgen/sampling/modes.py: batching when every window is full,
 the refusals' texts, and what `describe_task` says is given.
 """
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from mdgen.sampling.modes import IncompatibleTaskError, describe_task, mode_of_task
-from mdgen.sampling.upsample import UpsamplingLayout, window_batches
+from mdgen.sampling.upsampling import UpsamplingLayout, window_batches
 from mdgen.tasks import TaskSpec
 
 

@@ -43,7 +43,7 @@ from mdgen.sampling.record import OutputDirectory
 from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
 from mdgen.sampling.request import SamplingRequest, check_options_for_mode
 from mdgen.sampling.solver import SolverOptions
-from mdgen.sampling.upsample import UpsamplingLayout, run_upsampling
+from mdgen.sampling.upsampling import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
 from mdgen.timesteps import frames_per_interval
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mdgen.sampling.modes import IncompatibleTaskError
-from mdgen.sampling.upsample import UpsamplingLayout, coarse_window, window_batches
+from mdgen.sampling.upsampling import UpsamplingLayout, coarse_window, window_batches
 from mdgen.tasks import TaskSpec
 
 
