@@ -62,7 +62,10 @@ def load_trajectory(
         else:
             traj = md.load(str(trajectory_path), top=str(topology_path), stride=stride)
     except Exception as error:  # mdtraj raises many types (IOError, ValueError, RuntimeError)
-        raise EvaluationInputError(f"{trajectory_path or topology_path}: cannot be read ({error})") from error
+        reason = _atom_count_mismatch(topology_path, trajectory_path) or " ".join(str(error).split())
+        raise EvaluationInputError(
+            f"{trajectory_path or topology_path}: cannot be read ({reason})"
+        ) from error
     heavy = [atom.index for atom in traj.topology.atoms if atom.element.symbol != "H"]
     if len(heavy) != traj.n_atoms:
         traj = traj.atom_slice(heavy)
@@ -71,6 +74,21 @@ def load_trajectory(
     # Reference MD may name Leu/Val methyls the other way round from mdgen's outputs; without this,
     # Leu chi2 of sample and reference would differ by ~120 degrees.
     return rename_prochiral_atoms_to_iupac(traj)
+
+
+def _atom_count_mismatch(topology_path: Path, trajectory_path: Path | None) -> str | None:
+    """The reason "N atoms per frame, but TOPOLOGY has M" when both counts can be read and differ."""
+    if trajectory_path is None:
+        return None
+    try:
+        topology_atoms = md.load_topology(str(topology_path)).n_atoms
+        with md.open(str(trajectory_path)) as handle:  # XTC/DCD: the first frame only
+            trajectory_atoms = handle.read(n_frames=1)[0].shape[1]
+    except Exception:  # not countable this way: keep mdtraj's own message
+        return None
+    if trajectory_atoms == topology_atoms:
+        return None
+    return f"{trajectory_atoms} atoms per frame, but {topology_path} has {topology_atoms}"
 
 
 def _atom_keys(topology: md.Topology) -> list[tuple[int, str, str]]:
