@@ -11,7 +11,7 @@
     1 chunk) are one-off start-up costs: reported separately, not in the rate. Building and minimising
     a start structure from the sequence (without --pdb) and writing files are outside the rate too.
 (b) MD: the same peptide built from its sequence, amber14 + OBC2 implicit solvent (`implicit_obc2`, the
-    reference data's protocol) at 350 K, with the mdgen.data.simulate set-up functions, at 2 fs
+    reference data's protocol) at 350 K, with the mdgen.md.simulation set-up functions, at 2 fs
     (../shared/data) and with HMR 1.5 amu at 4 fs (data/demo). After minimisation and a tiny
     equilibration, --md-ps ps of production are timed, reading heavy-atom positions every save
     interval as a production run does. Set-up is reported separately.
@@ -41,7 +41,7 @@ import yaml
 from openmm import unit
 
 from mdgen.config import config_dir, load_module
-from mdgen.data.simulate import (
+from mdgen.md.simulation import (
     SimulationProtocol,
     create_system,
     heavy_atom_indices,
@@ -153,7 +153,7 @@ def time_generation(
 def time_md(
     sequence: str, name: str, protocol: SimulationProtocol, production_ps: float, seed: int
 ) -> MDTiming:
-    """Build, minimise and equilibrate as mdgen.data.simulate does, then time production only."""
+    """Build, minimise and equilibrate as mdgen.md.simulation does, then time production only."""
     setup_start = time.perf_counter()
     platform = select_platform(protocol.platform)
     topology, positions, system = create_system(protocol, sequence)

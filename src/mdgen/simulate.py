@@ -1,8 +1,8 @@
 """Entry point: ``python -m mdgen.simulate sequences=[FLRH,AAAA] out_dir=DIR length_ns=X``, or for
 proteins from PDB files ``python -m mdgen.simulate pdb_files=[villin.pdb] out_dir=DIR length_ns=X``.
 
-Thin Hydra wrapper around ``mdgen.data.simulate`` (peptides, tetrapeptide layout) and
-``mdgen.data.simulate_proteins`` (proteins, ATLAS layout); options are documented in conf/simulate.yaml.
+Thin Hydra wrapper around ``mdgen.md.simulation`` (peptides, tetrapeptide layout) and
+``mdgen.md.protein_simulation`` (proteins, ATLAS layout); options are documented in conf/simulate.yaml.
 A user error (an option, a sequence, a missing or unparseable PDB file, a corrupt finished run, a run
 another process holds) is one line on stderr and exit status 2. OpenMM (the `[md]` extra) is imported
 when the command runs, so without it `--help` works and a run says which extra to install.
@@ -19,7 +19,7 @@ from mdgen.errors import user_errors
 from mdgen.options import checked_value
 
 if TYPE_CHECKING:
-    from mdgen.data.simulate import SimulationProtocol
+    from mdgen.md.simulation import SimulationProtocol
 
 PEPTIDE_TEMPERATURE_K = 350.0  # the tetrapeptide data
 PROTEIN_TEMPERATURE_K = 300.0  # ATLAS
@@ -34,7 +34,7 @@ def _as_list(value) -> list:
 @hydra_main("simulate")
 @user_errors("mdgen.simulate")
 def main(cfg: DictConfig) -> float:
-    from mdgen.data.simulate import SimulationProtocol, SimulationSetupError, simulate_peptides
+    from mdgen.md.simulation import SimulationProtocol, SimulationSetupError, simulate_peptides
 
     check_override_types(cfg)  # `length_ns=abc`: one line naming the option
     checked_value("hydrogen_mass_amu", cfg.hydrogen_mass_amu, float | None)  # null by default
@@ -89,7 +89,7 @@ def main(cfg: DictConfig) -> float:
 
 
 def _simulate_proteins(cfg: DictConfig, pdb_files: list, protocol: SimulationProtocol) -> float:
-    from mdgen.data.simulate_proteins import simulate_proteins
+    from mdgen.md.protein_simulation import simulate_proteins
 
     names = None if cfg.names is None else [str(name) for name in _as_list(cfg.names)]
     records = simulate_proteins(

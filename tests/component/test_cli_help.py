@@ -140,8 +140,8 @@ def without_openmm(monkeypatch):
     """OpenMM and PDBFixer not installed (`import openmm` raises ModuleNotFoundError), as without [md]."""
     for name in list(sys.modules):
         if name.split(".")[0] in ("openmm", "pdbfixer") or name in (
-            "mdgen.data.simulate",
-            "mdgen.data.peptide_builder",
+            "mdgen.md.simulation",
+            "mdgen.md.peptide_builder",
             "mdgen.sampling.relax",
         ):
             monkeypatch.delitem(sys.modules, name)

@@ -18,7 +18,7 @@ import pytest
 from mdtraj.formats import XTCTrajectoryFile
 
 from markers import slow_beyond_first
-from mdgen.data.simulate import (
+from mdgen.md.simulation import (
     LOCK_FILE,
     CorruptOutputError,
     PeptideBusyError,
@@ -308,7 +308,7 @@ def test_killing_the_parent_of_parallel_workers_leaves_no_orphans_and_the_rerun_
 def test_a_run_killed_while_installing_the_finished_peptide_resumes_without_simulating_again(
     tmp_path, monkeypatch
 ):
-    import mdgen.data.simulate as simulate_module
+    import mdgen.md.simulation as simulate_module
 
     real_replace = os.replace
 

@@ -13,8 +13,8 @@ import openmm.app as app
 import pytest
 from mdtraj.formats import XTCTrajectoryFile
 
-from mdgen.data.peptide_builder import build_peptide
-from mdgen.data.simulate import (
+from mdgen.md.peptide_builder import build_peptide
+from mdgen.md.simulation import (
     SOLVENT_PRESETS,
     SimulationInterrupted,
     SimulationProtocol,

@@ -15,15 +15,15 @@ import pdbfixer
 import pytest
 from mdtraj.formats import XTCTrajectoryFile
 
-import mdgen.data.simulate_proteins as simulate_proteins_module
+import mdgen.md.protein_simulation as simulate_proteins_module
 from mdgen.data.sim_dir_layouts import detect_layout, discover_entries
-from mdgen.data.simulate import SimulationProtocol, SimulationSetupError, StaleOutputError
-from mdgen.data.simulate_proteins import (
+from mdgen.md.protein_simulation import (
     ProteinInputError,
     prepare_structure,
     simulate_proteins,
     verify_protein,
 )
+from mdgen.md.simulation import SimulationProtocol, SimulationSetupError, StaleOutputError
 
 # Real OpenMM MD of villin (~40 s for the module): make test-full, not the fast suite.
 pytestmark = pytest.mark.slow
@@ -171,7 +171,7 @@ def test_killed_before_assembly_resumes_without_simulating_again(tmp_path, monke
 
     monkeypatch.setattr(simulate_proteins_module, "_assemble", real_assemble)
     monkeypatch.setattr(simulate_proteins_module, "prepare_structure", killed)  # must reuse prepared.pdb
-    monkeypatch.setattr("mdgen.data.simulate._simulate_locked", killed)  # the replica is finished
+    monkeypatch.setattr("mdgen.md.simulation._simulate_locked", killed)  # the replica is finished
     [record] = simulate_proteins(
         [VILLIN_PDB], tmp_path, protocol, names=["v"], replicas=1, show_progress=False
     )

@@ -5,7 +5,7 @@ import numpy as np
 import openmm.app as app
 import pytest
 
-from mdgen.data.peptide_builder import (
+from mdgen.md.peptide_builder import (
     EXTENDED_PHI_DEG,
     EXTENDED_PSI_DEG,
     PROLINE_PHI_DEG,

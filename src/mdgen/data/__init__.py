@@ -1,7 +1,7 @@
-"""Data layer: simulate MD, prepare a cache, window datasets and DataModules.
+"""Data layer: prepare a cache from MD, window datasets and DataModules (the MD engine is `mdgen.md`).
 
-Imports stay lazy (PEP 562) so that light users (``mdgen.data.splits``, the simulator) do not pull in
-Lightning or torch.
+Imports stay lazy (PEP 562) so that light users (``mdgen.data.splits``, the MD engine's use of
+``mdgen.data.workers``) do not pull in Lightning or torch.
 """
 
 from __future__ import annotations

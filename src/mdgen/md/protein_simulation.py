@@ -15,7 +15,7 @@ dropped, non-standard residues replaced by their standard parents, missing inter
 (missing terminal residues are not added: the chain stays as resolved), missing heavy atoms (incl.
 the C-terminal OXT) and hydrogens at pH 7 added. Every replica starts from this one structure with its
 own seed (``peptide_seed(base_seed, "NAME_R{i}")``), is minimised, equilibrated and run by the peptide
-machinery of ``mdgen.data.simulate`` (checkpoints, resume, per-run locks, verification).
+machinery of ``mdgen.md.simulation`` (checkpoints, resume, per-run locks, verification).
 
 Work happens in ``OUT/NAME.tmp-replicas/`` (``prepared.pdb``, ``preparation.json`` and one finished or
 resumable run directory per replica), held under the flock of its ``.simulate.lock`` for the whole
@@ -39,7 +39,8 @@ from pathlib import Path
 import mdtraj
 import numpy as np
 
-from mdgen.data.simulate import (
+from mdgen.errors import UserError
+from mdgen.md.simulation import (
     INFO_FILE,
     CorruptOutputError,
     PeptideSimulationRecord,
@@ -59,7 +60,6 @@ from mdgen.data.simulate import (
     verified_pdb_atoms,
     verify_finished,
 )
-from mdgen.errors import UserError
 
 STAGING_SUFFIX = ".tmp-replicas"
 ASSEMBLY_SUFFIX = ".tmp-assemble"
@@ -171,7 +171,7 @@ def prepare_structure(pdb_file: Path, out_path: Path, ph: float = 7.0) -> dict:
 
 
 def _one_letter(residue_name: str) -> str:
-    from mdgen.data.peptide_builder import STANDARD_RESIDUES_1TO3
+    from mdgen.md.peptide_builder import STANDARD_RESIDUES_1TO3
 
     return {three: one for one, three in STANDARD_RESIDUES_1TO3.items()}.get(residue_name, "X")
 

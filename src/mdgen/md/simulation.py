@@ -47,9 +47,9 @@ import openmm.app as app
 from mdtraj.formats import XTCTrajectoryFile
 from openmm import unit
 
-from mdgen.data.peptide_builder import build_peptide, check_sequence
 from mdgen.data.workers import die_with_parent
 from mdgen.errors import UserError
+from mdgen.md.peptide_builder import build_peptide, check_sequence
 
 INFO_FILE = "info.json"
 RESUME_FILE = "resume.npz"

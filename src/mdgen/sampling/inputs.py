@@ -146,7 +146,7 @@ def structures_from_split(cache_dir: str | Path, split_csv: str | Path) -> list[
 
 
 def structure_from_sequence(sequence: str, minimization_max_iterations: int = 1000) -> StartStructure:
-    """Build the peptide (`mdgen.data.simulate`'s builder and force field) and energy-minimise it.
+    """Build the peptide (`mdgen.md.simulation`'s builder and force field) and energy-minimise it.
 
     The minimisation runs on OpenMM's Reference platform, which is deterministic, so the same sequence
     always gives the same start structure.
@@ -154,7 +154,7 @@ def structure_from_sequence(sequence: str, minimization_max_iterations: int = 10
     import openmm
     from openmm import unit
 
-    from mdgen.data.simulate import SimulationProtocol, create_system, heavy_atom_indices
+    from mdgen.md.simulation import SimulationProtocol, create_system, heavy_atom_indices
 
     (sequence,) = check_sequences([sequence])
     topology, positions, system = create_system(SimulationProtocol(), sequence)

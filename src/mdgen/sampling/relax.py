@@ -26,8 +26,8 @@ import openmm.app as app
 from openmm import unit
 
 from mdgen import constants as rc
-from mdgen.data.peptide_builder import place_atom, seeded_python_random
-from mdgen.data.simulate import SOLVENT_PRESETS, replace_custom_obc2_with_native
+from mdgen.md.peptide_builder import place_atom, seeded_python_random
+from mdgen.md.simulation import SOLVENT_PRESETS, replace_custom_obc2_with_native
 
 _NM_PER_A = 0.1
 _PH = 7.0
@@ -45,7 +45,7 @@ class RelaxSettings:
     restraint_kj_per_mol_A2: float = 10.0  # harmonic k of each heavy atom (0.5 k d²); 10 ≈ 2.4 kcal/mol/Å²
     max_iterations: int = 200  # L-BFGS iterations per frame (the cost bound)
     tolerance_kj_per_mol_nm: float = 10.0  # stop earlier when the largest force is below this
-    solvent: str = "implicit_obc2"  # a preset of mdgen.data.simulate (mdgen.simulate's default)
+    solvent: str = "implicit_obc2"  # a preset of mdgen.md.simulation (mdgen.simulate's default)
     platform: str = "CPU"
     threads: int = 1
 
