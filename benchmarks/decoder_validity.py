@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from mdgen import constants as rc
-from mdgen.evaluation.features import pooled_torsion_angles, torsion_angles, torsion_definitions
+from mdgen.analysis.features import pooled_torsion_angles, torsion_angles, torsion_definitions
+from mdgen.analysis.validity import frame_failures
 from mdgen.evaluation.jsd import angle_jsd
-from mdgen.evaluation.validity import frame_failures
 from mdgen.geometry.backbone import OMEGA_MAX_DEVIATION_DEG
 from mdgen.sampling.decoding import DecoderSettings, decode_windows_counted
 from mdgen.sampling.engine import window_batch

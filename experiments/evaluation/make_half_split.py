@@ -20,10 +20,10 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from mdgen.analysis.features import cos_sin, torsion_angles
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import StateModelSettings, reference_state_model
 from mdgen.evaluation.baselines import randomise_backbone_torsions, shuffle_frames
-from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import StateModelSettings, reference_state_model
 
 PATH_FRAMES = 101  # 1 ns at 10 ps, both ends included
 MAX_PATHS = 100

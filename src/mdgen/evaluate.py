@@ -19,11 +19,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mdgen.analysis.loading import EvaluationInputError
+from mdgen.analysis.msm import StateModelSettings
 from mdgen.config import check_override_types, hydra_main
 from mdgen.errors import UserError, user_errors
 from mdgen.evaluation.forward import ForwardSettings
-from mdgen.evaluation.loading import EvaluationInputError
-from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.pipelines import TASKS, EvaluationConfig
 from mdgen.evaluation.proteins import ProteinSettings
 from mdgen.evaluation.runner import failure_message, run_evaluation

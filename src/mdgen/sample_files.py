@@ -17,7 +17,7 @@
 
 Each design sample's own `NAME_{i}.json` is a `DesignSampleRecord` (with `aa_probs`, (L, 20), which
 the manifest leaves out). File names are relative to the manifest's folder (the evaluator resolves
-them, `mdgen.evaluation.loading.file_in_manifest_dir`). Only what the evaluator needs is required
+them, `mdgen.analysis.loading.file_in_manifest_dir`). Only what the evaluator needs is required
 (`paths[].xtc`; `true_sequence`, `designed_positions`, `samples[].sequence`), so hand-written
 manifests stay short; unknown keys are ignored. A manifest without `format_version` is version 1 (the
 format before the key existed). `read_*` raise `SampleFileError` (a `UserError`) naming the file for

@@ -17,8 +17,8 @@ import torch
 
 from cli_runner import run_main
 from markers import slow_beyond_first
+from mdgen.analysis.loading import EvaluationInputError
 from mdgen.evaluation.design import read_design_spec
-from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sampling.request import SamplingRequest
 from tiny_checkpoint import untrained_checkpoint

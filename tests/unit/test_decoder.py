@@ -12,7 +12,7 @@ import torch
 
 from mdgen import constants as rc
 from mdgen import tokens
-from mdgen.evaluation.validity import _bond_array, _clash_candidates, frame_failures
+from mdgen.analysis.validity import _bond_array, _clash_candidates, frame_failures
 from mdgen.geometry import dihedral_sin_cos, ideal_chain, quaternion_to_rotation, superpose
 from mdgen.geometry.backbone import (
     C_N_BOND_A,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
+from mdgen.analysis.features import cos_sin, torsion_angles
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import StateModelSettings, reference_state_model
 from mdgen.evaluation.design import evaluate_design, read_design_spec, score_design
-from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import StateModelSettings, reference_state_model
 from mdgen.sample_files import SampleFileError
 
 

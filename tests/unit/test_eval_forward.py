@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardSettings, evaluate_forward
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import StateModelSettings
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
 SETTINGS = ForwardSettings(

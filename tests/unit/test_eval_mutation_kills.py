@@ -6,8 +6,8 @@ empty histograms.
 import numpy as np
 import pytest
 
+from mdgen.analysis.bridge import select_transition
 from mdgen.evaluation import jsd
-from mdgen.evaluation.bridge import select_transition
 from mdgen.evaluation.decorrelation import RelaxationTime
 
 

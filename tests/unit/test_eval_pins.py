@@ -20,13 +20,13 @@ from deeptime.markov.msm import MaximumLikelihoodMSM
 from scipy.spatial.distance import jensenshannon
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
+from mdgen.analysis.features import torsion_angles, torsion_definitions
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import StateModelSettings, fit_reference_state_model
 from mdgen.evaluation import jsd
 from mdgen.evaluation.baselines import hold_coarse_frames, interpolate_coarse_frames, repeat_first_frame
 from mdgen.evaluation.decorrelation import decorrelation_curves
-from mdgen.evaluation.features import torsion_angles, torsion_definitions
 from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardSettings, evaluate_forward
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import StateModelSettings, fit_reference_state_model
 from mdgen.evaluation.upsampling import INTERPOLATED, UpsamplingSettings, evaluate_upsampling
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
-from mdgen.evaluation.loading import TrajectoryGroup
+from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.evaluation.proteins import (
     ProteinScores,
     ProteinSettings,

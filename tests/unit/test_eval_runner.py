@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
+from mdgen.analysis.loading import EvaluationInputError
+from mdgen.analysis.msm import StateModelSettings, fit_reference_state_model
 from mdgen.errors import UserError
 from mdgen.evaluation import runner
 from mdgen.evaluation.decorrelation import decorrelation_curves
 from mdgen.evaluation.evaluator import TaskEvaluator
 from mdgen.evaluation.forward import ForwardSettings
-from mdgen.evaluation.loading import EvaluationInputError
-from mdgen.evaluation.msm import StateModelSettings, fit_reference_state_model
 from mdgen.evaluation.pipelines import EvaluationConfig
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])

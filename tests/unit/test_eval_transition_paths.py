@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory, write_peptide
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import StateModelSettings
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation.transition_paths import (
     GENERATED,
     REFERENCE_BRIDGE,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
-from mdgen.evaluation.loading import TrajectoryGroup
+from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED, UpsamplingSettings, evaluate_upsampling
 from mdgen.timesteps import TimeStepError
 

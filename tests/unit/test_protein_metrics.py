@@ -15,7 +15,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from mdgen.evaluation.loading import TrajectoryGroup, load_trajectory
+from mdgen.analysis.loading import TrajectoryGroup, load_trajectory
 from mdgen.evaluation.proteins import (
     ProteinScores,
     ProteinSettings,

@@ -13,7 +13,7 @@ import torch
 
 from mdgen import constants as rc
 from mdgen import tokens
-from mdgen.evaluation.validity import frame_failures
+from mdgen.analysis.validity import frame_failures
 from mdgen.geometry import atom14_from_frames
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler

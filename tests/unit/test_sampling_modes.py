@@ -53,7 +53,7 @@ def test_options_of_another_task_are_refused(tmp_path):
 def test_the_reference_msm_options_default_to_the_evaluators_settings():
     """Sampling's TPS endpoints and mdgen.evaluate use one MSM: catches a default copied into the
     request (it would drift from StateModelSettings) or a given value that is dropped."""
-    from mdgen.evaluation.msm import StateModelSettings
+    from mdgen.analysis.msm import StateModelSettings
 
     request = SamplingRequest(ckpt_path="x.ckpt", out_dir="out")
     assert StateModelSettings(**request.state_model_options()) == StateModelSettings()

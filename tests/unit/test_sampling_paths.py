@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mdgen.evaluation.msm import DiscreteMSM
+from mdgen.analysis.msm import DiscreteMSM
 from mdgen.sampling.paths import HIGHEST_FLUX, LOWEST_FLUX, endpoints_from_states, pick_state_pair
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from mdgen.evaluation.features import torsion_definitions
+from mdgen.analysis.features import torsion_definitions
 
 
 def _with_time(xyz: np.ndarray, topology: md.Topology, timestep_ps: float) -> md.Trajectory:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdgen.evaluation.loading import EvaluationInputError
+from mdgen.analysis.loading import EvaluationInputError
 
 RELAXATION_LEVEL = float(np.exp(-1.0))
 _STATIC_VARIANCE = 1e-8  # 1 - |<u>|^2 below this: the torsion does not fluctuate

@@ -13,7 +13,7 @@ A sample's scored sequence is its `predicted_sequence` (the model's identities a
 generated, as `mdgen.sample` writes) when present, else its `sequence` (the sequence the structure was
 built with: true identities at conditioning positions, so conditioning recovery would be trivially 1).
 Trajectories ("xtc", optional) are looked up by file name next to the JSON, so the folder can move. `start_state`/`end_state` are metastable-state labels of the evaluator's reference
-state model (`msm.reference_state_model` on `reference_dir/NAME/NAME.xtc` with the same settings);
+state model (`mdgen.analysis.msm.reference_state_model` on `reference_dir/NAME/NAME.xtc` with the same settings);
 when given with per-sample trajectories (decoded with the true sequence's atoms, as in the original),
 the evaluator reports how many samples start in `start_state` and end in `end_state`.
 
@@ -33,15 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.loading import (
+from mdgen.analysis.features import cos_sin, torsion_angles
+from mdgen.analysis.loading import (
     EvaluationInputError,
     TrajectoryGroup,
     file_in_manifest_dir,
     load_trajectory,
     match_atoms,
 )
-from mdgen.evaluation.msm import StateModelSettings, reference_state_model
+from mdgen.analysis.msm import StateModelSettings, reference_state_model
 from mdgen.sample_files import NOT_PREDICTED, read_design_manifest
 
 

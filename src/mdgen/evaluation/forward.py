@@ -8,7 +8,7 @@ scored by `score_candidate` with the same reference objects, so every table row 
 - TICA-0 and TICA-0,1 JSD: TICA fitted on the reference cos/sin torsions, histograms over the joint range;
 - metastable-state JSD: occupancies of the reference MSM's PCCA+ states (+ an 'unassigned' bin);
 - decorrelation curves and relaxation times (see `decorrelation`), compared by Pearson r of log10 times;
-- physical validity (see `validity`).
+- physical validity (see `mdgen.analysis.validity`).
 JSD values are Jensen-Shannon *distances* (natural log), see `jsd`.
 
 MD rows: prefixes of `replica` (independent MD) when given, else prefixes of the reference itself,
@@ -23,6 +23,15 @@ from dataclasses import dataclass, field
 import mdtraj as md
 import numpy as np
 
+from mdgen.analysis.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
+from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.msm import ReferenceStateModel, StateModelSettings, fit_reference_state_model
+from mdgen.analysis.validity import (
+    CovalentGeometry,
+    ValidityScores,
+    measure_covalent_geometry,
+    validity_scores,
+)
 from mdgen.evaluation import jsd
 from mdgen.evaluation.baselines import repeat_first_frame
 from mdgen.evaluation.decorrelation import (
@@ -31,15 +40,6 @@ from mdgen.evaluation.decorrelation import (
     decorrelation_curves,
     log_relaxation_correlation,
     relaxation_times,
-)
-from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import TrajectoryGroup
-from mdgen.evaluation.msm import ReferenceStateModel, StateModelSettings, fit_reference_state_model
-from mdgen.evaluation.validity import (
-    CovalentGeometry,
-    ValidityScores,
-    measure_covalent_geometry,
-    validity_scores,
 )
 
 GENERATED = "generated"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mdgen.evaluation.loading import EvaluationInputError
+from mdgen.analysis.loading import EvaluationInputError
 
 _ROLLOUT = re.compile(r"^(?P<name>.+)_(?P<index>\d+)$")
 

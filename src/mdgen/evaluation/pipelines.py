@@ -13,6 +13,8 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
+from mdgen.analysis.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
+from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation import plots, sections
 from mdgen.evaluation.design import DesignPeptideResult, DesignSpec, evaluate_design, read_design_spec
 from mdgen.evaluation.evaluator import TaskEvaluator
@@ -24,8 +26,6 @@ from mdgen.evaluation.forward import (
     evaluate_forward,
 )
 from mdgen.evaluation.input_files import reference_files, sample_files
-from mdgen.evaluation.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
-from mdgen.evaluation.msm import StateModelSettings
 from mdgen.evaluation.proteins import (
     ProteinAnalysis,
     ProteinPeptideResult,

@@ -48,8 +48,8 @@ from scipy.linalg import sqrtm
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
-from mdgen.evaluation.validity import CA_CA_BEFORE_PROLINE_RANGE_A, CA_CA_RANGE_A
+from mdgen.analysis.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.analysis.validity import CA_CA_BEFORE_PROLINE_RANGE_A, CA_CA_RANGE_A
 
 _NM_TO_A = 10.0
 BACKBONE_ATOMS = frozenset({"N", "CA", "C", "O", "OXT"})  # not side chain, for side-chain SASA
@@ -331,7 +331,7 @@ def score_protein(
     structure: md.Trajectory,
     settings: ProteinSettings,
 ) -> ProteinScores:
-    """Both groups and the one-frame `structure` must share one topology (see `loading.match_groups`)."""
+    """Both groups and the one-frame `structure` must share one topology (see `mdgen.analysis.loading.match_groups`)."""
     ca = np.asarray([atom.index for atom in structure.topology.atoms if atom.name == "CA"])
     if len(ca) < 3:
         raise EvaluationInputError(f"{reference.source}: needs at least 3 CA atoms, has {len(ca)}")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mdgen.analysis.loading import EvaluationInputError
 from mdgen.errors import UserError
-from mdgen.evaluation.loading import EvaluationInputError
 from mdgen.evaluation.pipelines import EVALUATORS, EvaluationConfig
 from mdgen.evaluation.report import to_jsonable, write_metrics, write_report
 from mdgen.evaluation.sections import common_sections

@@ -12,13 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mdgen.evaluation import plots
-from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardPeptideResult, md_row_name
-from mdgen.evaluation.jsd import MAX_JS_DISTANCE
-from mdgen.evaluation.report import aggregate_rows, aggregate_table, format_value, markdown_table
-from mdgen.evaluation.transition_paths import REFERENCE_BRIDGE
-from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED
-from mdgen.evaluation.validity import (
+from mdgen.analysis.validity import (
     BONDI_RADII_A,
     C_N_RANGE_A,
     CA_CA_BEFORE_PROLINE_RANGE_A,
@@ -26,6 +20,12 @@ from mdgen.evaluation.validity import (
     CLASH_OVERLAP_A,
     HBOND_MIN_DISTANCE_A,
 )
+from mdgen.evaluation import plots
+from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardPeptideResult, md_row_name
+from mdgen.evaluation.jsd import MAX_JS_DISTANCE
+from mdgen.evaluation.report import aggregate_rows, aggregate_table, format_value, markdown_table
+from mdgen.evaluation.transition_paths import REFERENCE_BRIDGE
+from mdgen.evaluation.upsampling import HELD, INTERPOLATED, UPSAMPLED
 
 if TYPE_CHECKING:
     from mdgen.evaluation.pipelines import EvaluationConfig

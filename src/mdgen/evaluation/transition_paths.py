@@ -7,12 +7,12 @@ Samples: `samples_dir/NAME_paths.json` (format: `mdgen.sample_files.PathsManifes
 (only the file name of each entry is used: files are looked up next to the JSON, so the folder can
 move; "topology" optional, default `NAME.pdb`, else the first path's `NAME_0.pdb`; the sampler's
 endpoint frames and states are not used). Start and end states are *not* taken from the sampler: the evaluator discretises each
-generated path with its own reference model (`msm.ReferenceStateModel`), and the (start, end) pair is
+generated path with its own reference model (`mdgen.analysis.msm.ReferenceStateModel`), and the (start, end) pair is
 the most common (first frame, last frame) state pair; `endpoint_agreement` says how many paths have it.
 
 Each path is reduced to the states at multiples of the MSM lag (and its last frame, which may make the
 last step shorter; `last_step_ps` says so). Under the reference coarse MSM (metastable states, lag
-`msm_lag_ps`) a path's Markov-bridge probability (see `bridge`) is zero if it starts or ends elsewhere,
+`msm_lag_ps`) a path's Markov-bridge probability (see `mdgen.analysis.bridge`) is zero if it starts or ends elsewhere,
 visits an unassigned frame or a state outside the MSM's active set, or makes a transition the MSM
 never saw. Scores per ensemble:
 - `state_visitation_jsd`: JS distance of the state-visitation histogram to that of bridge paths
@@ -31,24 +31,24 @@ from pathlib import Path
 
 import numpy as np
 
-from mdgen.evaluation import jsd
-from mdgen.evaluation.bridge import bridge_likelihood, sample_bridge_paths
-from mdgen.evaluation.features import cos_sin, torsion_angles
-from mdgen.evaluation.forward import md_truncations
-from mdgen.evaluation.loading import (
+from mdgen.analysis.bridge import bridge_likelihood, sample_bridge_paths
+from mdgen.analysis.features import cos_sin, torsion_angles
+from mdgen.analysis.loading import (
     EvaluationInputError,
     TrajectoryGroup,
     file_in_manifest_dir,
     load_trajectory,
     match_atoms,
 )
-from mdgen.evaluation.msm import (
+from mdgen.analysis.msm import (
     UNASSIGNED,
     DiscreteMSM,
     StateModelSettings,
     estimate_msm,
     reference_state_model,
 )
+from mdgen.evaluation import jsd
+from mdgen.evaluation.forward import md_truncations
 from mdgen.sample_files import read_paths_manifest
 from mdgen.timesteps import frames_per_interval, same_timestep, timestep_from_stamps
 

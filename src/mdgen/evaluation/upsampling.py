@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mdgen.analysis.features import TorsionDefinitions, torsion_angles, torsion_definitions
+from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.evaluation.baselines import hold_coarse_frames, interpolate_coarse_frames
 from mdgen.evaluation.decorrelation import DecorrelationCurves, decorrelation_curves, log_spaced_lags
-from mdgen.evaluation.features import TorsionDefinitions, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import TrajectoryGroup
 from mdgen.timesteps import frames_per_interval
 
 UPSAMPLED = "upsampled"

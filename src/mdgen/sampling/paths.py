@@ -1,7 +1,7 @@
 """Interpolation / transition paths (METHOD 6.2): T-frame trajectories between a start and an end frame.
 
 End points are either two given frames of a reference trajectory, or frames drawn from two metastable
-states of a reference MSM (`mdgen.evaluation.msm`): the pair with the lowest or highest equilibrium
+states of a reference MSM (`mdgen.analysis.msm`): the pair with the lowest or highest equilibrium
 flux F_ij = pi_i T_ij of the coarse state MSM (the original used T_ij pi_j). Flux indices are the state
 MSM's *active* indices and are mapped to state *labels* (`DiscreteMSM.active_labels`) before frames are
 looked up, so inactive states never shift the lookup (the original mixed the two index spaces).
@@ -65,10 +65,10 @@ def endpoints_from_states(
 def pick_state_pair(state_msm, selection: str) -> tuple[int, int, float]:
     """(start label, end label, flux) of the off-diagonal pair with the lowest/highest flux pi_i T_ij.
 
-    state_msm: `mdgen.evaluation.msm.DiscreteMSM`; its flux matrix is indexed by active indices, which
+    state_msm: `mdgen.analysis.msm.DiscreteMSM`; its flux matrix is indexed by active indices, which
     are mapped to state labels here.
     """
-    from mdgen.evaluation.bridge import select_transition
+    from mdgen.analysis.bridge import select_transition
 
     if selection not in TRANSITIONS:
         raise ValueError(f"transition={selection!r} is not one of {TRANSITIONS}")
@@ -82,11 +82,11 @@ def choose_transition(
 ) -> tuple[TransitionChoice, np.ndarray]:
     """Fit the reference state model and pick the state pair; also returns every frame's state label (N,).
 
-    settings: `mdgen.evaluation.msm.StateModelSettings` (lags in ps).
+    settings: `mdgen.analysis.msm.StateModelSettings` (lags in ps).
     """
-    from mdgen.evaluation.features import cos_sin, torsion_angles
-    from mdgen.evaluation.loading import TrajectoryGroup, load_trajectory
-    from mdgen.evaluation.msm import reference_state_model
+    from mdgen.analysis.features import cos_sin, torsion_angles
+    from mdgen.analysis.loading import TrajectoryGroup, load_trajectory
+    from mdgen.analysis.msm import reference_state_model
 
     trajectory = load_trajectory(reference_pdb, reference_xtc)
     reference = TrajectoryGroup.from_trajectories([trajectory], str(reference_xtc))

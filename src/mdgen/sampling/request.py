@@ -36,7 +36,7 @@ OPTION_MODES = {
     "design_residues": {DESIGN},
 }
 
-# SamplingRequest fields passed to mdgen.evaluation.msm.StateModelSettings (TPS endpoints).
+# SamplingRequest fields passed to mdgen.analysis.msm.StateModelSettings (TPS endpoints).
 STATE_MODEL_OPTIONS = ("tica_lag_ps", "msm_lag_ps", "n_clusters", "n_metastable")
 
 
@@ -72,7 +72,7 @@ class SamplingRequest:
     end_frame: int | None = None
     transition: str | None = None
     # interp between metastable states: the reference MSM; None keeps the default of
-    # mdgen.evaluation.msm.StateModelSettings (the one home of these defaults, shared with mdgen.evaluate)
+    # mdgen.analysis.msm.StateModelSettings (the one home of these defaults, shared with mdgen.evaluate)
     tica_lag_ps: float | None = None
     msm_lag_ps: float | None = None
     n_clusters: int | None = None

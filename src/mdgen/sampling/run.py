@@ -193,7 +193,7 @@ def _prepare_paths(request: SamplingRequest, task: TaskSpec) -> Job:
         end = check_frame_index(request.end_frame, reference.num_frames, "end_frame", reference.source)
         endpoints, transition = endpoints_from_frames(num_samples, start, end), None
     else:
-        from mdgen.evaluation.msm import StateModelSettings
+        from mdgen.analysis.msm import StateModelSettings
 
         settings = StateModelSettings(**request.state_model_options())
         transition, states = choose_transition(

@@ -10,7 +10,7 @@ limit, then stops (the gradient in torsion space is computed directly from the a
 clash are returned unchanged, and a frame that is not cleared within `max_steps` is kept as far as it
 got (counted, never dropped).
 
-Pairs and limits are METHOD 12's (mdgen.evaluation.validity): heavy atoms more than three covalent bonds
+Pairs and limits are METHOD 12's (mdgen.analysis.validity): heavy atoms more than three covalent bonds
 apart, which overlap when closer than r1 + r2 - 0.4 Å (Bondi radii), N/O pairs only below 2.5 Å.
 """
 
@@ -27,7 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
 from mdgen import constants as rc
-from mdgen.evaluation.validity import BONDI_RADII_A, CLASH_OVERLAP_A, HBOND_MIN_DISTANCE_A, MIN_BONDS_APART
+from mdgen.analysis.validity import BONDI_RADII_A, CLASH_OVERLAP_A, HBOND_MIN_DISTANCE_A, MIN_BONDS_APART
 from mdgen.geometry.backbone import chain_atom14
 from mdgen.geometry.tables import residue_table
 

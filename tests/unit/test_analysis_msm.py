@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eval_peptide import markov_chain
-from mdgen.evaluation.bridge import bridge_likelihood, sample_bridge_paths, select_transition
-from mdgen.evaluation.msm import (
+from mdgen.analysis.bridge import bridge_likelihood, sample_bridge_paths, select_transition
+from mdgen.analysis.msm import (
     UNASSIGNED,
     StateModelSettings,
     estimate_msm,

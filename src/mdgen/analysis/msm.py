@@ -26,8 +26,8 @@ from deeptime.decomposition import TICA
 from deeptime.markov import TransitionCountEstimator, pcca
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
-from mdgen.evaluation.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import EvaluationInputError, TrajectoryGroup
+from mdgen.analysis.features import TorsionDefinitions, cos_sin, torsion_angles, torsion_definitions
+from mdgen.analysis.loading import EvaluationInputError, TrajectoryGroup
 from mdgen.timesteps import frames_per_interval
 
 UNASSIGNED = -1

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from eval_peptide import peptide_frame
+from mdgen.analysis.validity import frame_failures, measure_covalent_geometry, validity_scores
 from mdgen.evaluation.baselines import _downstream_atoms, _rotate
-from mdgen.evaluation.validity import frame_failures, measure_covalent_geometry, validity_scores
 
 
 def _atom(traj: md.Trajectory, residue: int, name: str) -> int:

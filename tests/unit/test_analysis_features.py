@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from eval_peptide import STATE_TORSIONS, peptide_frame, peptide_trajectory, write_peptide
-from mdgen.evaluation.features import cos_sin, torsion_angles, torsion_definitions
-from mdgen.evaluation.loading import (
+from mdgen.analysis.features import cos_sin, torsion_angles, torsion_definitions
+from mdgen.analysis.loading import (
     EvaluationInputError,
     TrajectoryGroup,
     load_trajectory,

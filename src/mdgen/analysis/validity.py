@@ -20,7 +20,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from mdgen.evaluation.loading import EvaluationInputError
+from mdgen.analysis.loading import EvaluationInputError
 
 BONDI_RADII_A = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80}
 CLASH_OVERLAP_A = 0.4
