@@ -20,8 +20,8 @@ from mdgen.model import MDGenNetwork
 from mdgen.module import MDGenModule
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
-from mdgen.sampling.paths import endpoints_from_frames, run_paths
 from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.transition_paths import endpoints_from_frames, run_paths
 from mdgen.sampling.upsampling import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
 from mdgen.trajectory_files import read_trajectory

@@ -17,7 +17,7 @@ from mdgen.sampling.decoding import DECODER_CHOICES
 from mdgen.sampling.engine import check_precision, resolve_device
 from mdgen.sampling.inputs import SamplingInputError, check_file, check_sequences
 from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE, IncompatibleTaskError
-from mdgen.sampling.paths import TRANSITIONS
+from mdgen.sampling.transition_paths import TRANSITIONS
 
 # Options that only make sense for some modes; setting one for another mode is an error, not ignored.
 OPTION_MODES = {

@@ -33,16 +33,16 @@ from mdgen.sampling.inputs import (
     structures_from_split,
 )
 from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE
-from mdgen.sampling.paths import (
+from mdgen.sampling.record import OutputDirectory
+from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
+from mdgen.sampling.request import SamplingRequest, check_options_for_mode
+from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.transition_paths import (
     choose_transition,
     endpoints_from_frames,
     endpoints_from_states,
     run_paths,
 )
-from mdgen.sampling.record import OutputDirectory
-from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
-from mdgen.sampling.request import SamplingRequest, check_options_for_mode
-from mdgen.sampling.solver import SolverOptions
 from mdgen.sampling.upsampling import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec
 from mdgen.timesteps import frames_per_interval

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mdgen.analysis.msm import DiscreteMSM
-from mdgen.sampling.paths import HIGHEST_FLUX, LOWEST_FLUX, endpoints_from_states, pick_state_pair
+from mdgen.sampling.transition_paths import HIGHEST_FLUX, LOWEST_FLUX, endpoints_from_states, pick_state_pair
 
 
 def three_active_of_four_labels() -> DiscreteMSM:
