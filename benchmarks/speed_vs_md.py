@@ -40,7 +40,7 @@ import torch
 import yaml
 from openmm import unit
 
-from mdgen.config import config_dir, load_module
+from mdgen.config import checkpoint_task, config_dir, load_module
 from mdgen.md.simulation import (
     SimulationProtocol,
     create_system,
@@ -53,6 +53,7 @@ from mdgen.sampling.engine import resolve_device
 from mdgen.sampling.request import SamplingRequest
 from mdgen.sampling.run import run_sampling
 from mdgen.sampling.solver import SolverOptions
+from mdgen.tasks import TaskSpec
 
 # The two OBC2 protocols of the reference data: ../shared/data (2 fs) and data/demo (HMR, 4 fs).
 MD_PROTOCOLS = {
@@ -113,11 +114,11 @@ def default_sampler_name() -> str:
     return next(entry["sampler"] for entry in defaults if isinstance(entry, dict) and "sampler" in entry)
 
 
-def load_solver(name: str, num_steps: int | None) -> SolverOptions:
-    """ODE solver options from conf/sampler/NAME.yaml (what `sampler=NAME` selects in mdgen.sample)."""
+def load_solver(name: str, num_steps: int | None, task: TaskSpec) -> SolverOptions:
+    """ODE solver options as `sampler=NAME` selects them in mdgen.sample (conf/sampler/NAME.yaml over the
+    checkpoint task's default sampler)."""
     values = yaml.safe_load((config_dir() / "sampler" / f"{name}.yaml").read_text())
-    values.pop("_target_")
-    solver = SolverOptions(**values)
+    solver = SolverOptions.of_task(task, values)
     return solver if num_steps is None else replace(solver, num_steps=num_steps)
 
 
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    solver = load_solver(args.sampler, args.sampler_steps)
+    solver = load_solver(args.sampler, args.sampler_steps, checkpoint_task(args.ckpt))
     protocols = [(name, md_protocol(name, args)) for name in args.md_protocols]  # checked before any work
     hardware = hardware_record(device)
 

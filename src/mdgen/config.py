@@ -37,6 +37,7 @@ from mdgen.command_help import HELP_TEMPLATE, register_help_resolvers
 from mdgen.errors import UserError
 from mdgen.module import CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, MDGenModule
 from mdgen.options import OptionError
+from mdgen.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +389,13 @@ def vetted_run_config(stored: Mapping[str, Any], path: str | Path) -> dict[str, 
             "resolving; mdgen.train stores resolved configs"
         )
     return resolved
+
+
+def checkpoint_task(ckpt_path: str | Path) -> TaskSpec:
+    """The task a checkpoint was trained for (its stored `task` node), without building its network."""
+    checkpoint = read_checkpoint(ckpt_path)
+    run_config = vetted_run_config(checkpoint[CHECKPOINT_KEY]["config"], ckpt_path)
+    return instantiate(OmegaConf.create(run_config["task"]))
 
 
 def load_module(

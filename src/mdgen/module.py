@@ -369,10 +369,10 @@ class MDGenModule(pl.LightningModule):
         *,
         generator: torch.Generator | None = None,
         method: str | None = None,
-        num_steps: int = 50,
+        num_steps: int | None = None,
         atol: float = 1e-6,
         rtol: float = 1e-3,
-        grid_power: float = 1.0,
+        grid_power: float | None = None,
         clamp_conditioned: bool | None = None,
     ) -> SampleResult:
         """Generate the unknown tokens (and, for design, residue identities) of a batch with the ODE.
@@ -389,10 +389,11 @@ class MDGenModule(pl.LightningModule):
                 For design tasks `aatype` of the designed residues is ignored (only used if you compare).
             generator: torch.Generator on the module's device for the initial noise (seed it for
                 reproducible samples: `torch.Generator(device).manual_seed(base_seed + index)`).
-            method: "dopri5" | "euler" | "heun"; None uses the task's default (`task.ode_method`:
-                dopri5, euler for design).
-            num_steps: output grid points from t=0 to 1 (fixed-step solvers take num_steps - 1 steps).
-            grid_power: spacing of that grid (1 uniform; `mdgen.interpolant.solvers.time_grid`).
+            method: one of `mdgen.interpolant.solvers.ODE_METHODS`; None: the task's (`task.ode_method`).
+            num_steps: output grid points from t=0 to 1 (fixed-step solvers take num_steps - 1 steps);
+                None: the task's (`task.ode_num_steps`).
+            grid_power: spacing of that grid (1 uniform; `mdgen.interpolant.solvers.time_grid`); None: the
+                task's (`task.ode_grid_power`).
             atol, rtol: tolerances of the adaptive solver.
             clamp_conditioned: keep the given tokens on their exact interpolant path and return them
                 unchanged; None uses `task.clamp_conditioned` (False, as in the original, where the
@@ -437,10 +438,10 @@ class MDGenModule(pl.LightningModule):
             velocity_fn,
             state,
             method=method or self.task.ode_method,
-            num_steps=num_steps,
+            num_steps=self.task.ode_num_steps if num_steps is None else num_steps,
             atol=atol,
             rtol=rtol,
-            grid_power=grid_power,
+            grid_power=self.task.ode_grid_power if grid_power is None else grid_power,
         )
         tokens = solution.x1[..., :width]
         if clamp:

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import time
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgen.config import check_override_types, hydra_main, load_module
+from mdgen.config import check_override_types, checkpoint_task, hydra_main, load_module
 from mdgen.errors import user_errors
 from mdgen.options import checked_fields
 from mdgen.sampling.engine import resolve_device
@@ -29,6 +27,7 @@ from mdgen.sampling.report import RunReport
 from mdgen.sampling.request import SamplingRequest, request_fields
 from mdgen.sampling.run import run_sampling
 from mdgen.sampling.solver import SolverOptions
+from mdgen.tasks import TaskSpec
 
 
 def sample(cfg: DictConfig) -> RunReport:
@@ -44,7 +43,7 @@ def sample(cfg: DictConfig) -> RunReport:
         raise SamplingInputError(" ".join(str(error).split())) from error
     request = SamplingRequest.from_options(values)
     request.check()  # fails on bad values and missing files before the checkpoint is loaded
-    solver = _solver(cfg)
+    solver = _solver(cfg, checkpoint_task(request.ckpt_path))
     overwrite = cfg.get("overwrite", False)
     if not isinstance(overwrite, bool):
         raise SamplingInputError(f"overwrite={overwrite}: expected true or false")
@@ -58,13 +57,14 @@ def sample(cfg: DictConfig) -> RunReport:
     return report
 
 
-def _solver(cfg: DictConfig) -> SolverOptions:
-    """The `sampler` group's SolverOptions; a value of the wrong type or range is named, in one line."""
-    checked_fields(SolverOptions, OmegaConf.to_container(cfg.sampler), prefix="sampler.")
+def _solver(cfg: DictConfig, task: TaskSpec) -> SolverOptions:
+    """The `sampler` group's fields over the task's default sampler (`sampler=task`, the default, gives
+    none); a value of the wrong type or range is named, in one line."""
+    given = {key: value for key, value in OmegaConf.to_container(cfg.sampler).items() if value is not None}
     try:
-        return instantiate(cfg.sampler)
-    except InstantiationException as error:  # SolverOptions' own checks (method, steps, tolerances)
-        raise SamplingInputError(str(error.__cause__ or error)) from error
+        return SolverOptions.of_task(task, checked_fields(SolverOptions, given, prefix="sampler."))
+    except ValueError as error:  # SolverOptions' own checks (method, steps, tolerances)
+        raise SamplingInputError(str(error)) from error
 
 
 @hydra_main("sample")

@@ -97,7 +97,9 @@ class TaskSpec:
         exclude_conditioned_from_loss: drop given tokens from the velocity loss (the original keeps them).
         clamp_conditioned: at sampling, keep given tokens on their exact interpolant path (the original
             lets the model regenerate them).
-        ode_method: default ODE solver when sampling this task ("dopri5"; "euler" for design).
+        ode_method, ode_num_steps, ode_grid_power: the default sampler of this task (`mdgen.sample` uses it
+            unless a `sampler=` is given; `mdgen.sampling.solver.SolverOptions` explains the fields). The
+            original samples with dopri5, and its design model with Euler on 50 grid points.
         token_dim: continuous token width 7*K + 14; derived when omitted, checked when given (the model
             config interpolates `${task.token_dim}`).
         num_key_frames: K = len(key_frames); derived when omitted, checked when given.
@@ -120,6 +122,8 @@ class TaskSpec:
     exclude_conditioned_from_loss: bool = False
     clamp_conditioned: bool = False
     ode_method: str = "dopri5"
+    ode_num_steps: int = 50
+    ode_grid_power: float = 1.0
     token_dim: int | None = None
     num_key_frames: int | None = None
     translation_scale_A: float = 1.0
@@ -158,6 +162,12 @@ class TaskSpec:
             raise ValueError(f"{where}: translation_scale_A must be > 0, got {self.translation_scale_A}")
         if self.ode_method not in ODE_METHODS:
             raise ValueError(f"{where}: ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
+        object.__setattr__(self, "ode_num_steps", int(self.ode_num_steps))
+        object.__setattr__(self, "ode_grid_power", float(self.ode_grid_power))
+        if self.ode_num_steps < 2:
+            raise ValueError(f"{where}: ode_num_steps must be >= 2 (grid points), got {self.ode_num_steps}")
+        if not self.ode_grid_power > 0:
+            raise ValueError(f"{where}: ode_grid_power must be > 0, got {self.ode_grid_power}")
         self._check_or_derive("num_key_frames", len(self.key_frames))
         self._check_or_derive("token_dim", token_width(len(self.key_frames)))
 

@@ -102,7 +102,7 @@ def test_sample_help_names_the_sampling_options_not_training_ones(capsys):
     the training groups (callbacks, trainer, data, ...) that share conf/."""
     _, out, _ = run_main(capsys, "sample", "--help")
     assert section(out, "Required options") == ["ckpt_path", "out_dir"]
-    assert section(out, "Config groups") == ["sampler: ab2*, dopri5, euler, heun"]
+    assert section(out, "Config groups") == ["sampler: ab2, dopri5, euler, heun, task*"]
     for option in ("num_rollouts: null", "num_chunks: null", "input_pdb: null", "batch_size: 1"):
         assert option in out
     assert "trainer" not in out and "callbacks" not in out

@@ -324,6 +324,30 @@ def test_design_writes_sequences_and_structures_with_the_designed_residues(desig
         np.testing.assert_allclose(np.diff(traj.time), 1.0, atol=1e-3)  # demo_inpaint: 1 ps frames
 
 
+def test_without_a_sampler_the_checkpoint_task_decides(design_ckpt, forward_ckpt, tmp_path):
+    """Issue 13's bug: conf/sample.yaml's sampler used to win over `TaskSpec.ode_method`, so the design
+    task (Euler on 50 grid points, as the original's design model) was sampled with another solver."""
+    run_sample(design_ckpt, tmp_path / "design", *demo_files(suffix="_fine"), "num_samples=1")
+    record = json.loads((tmp_path / "design" / RECORD_FILE).read_text())
+    assert record["sampler"] == {
+        "method": "euler",
+        "num_steps": 50,
+        "atol": 1e-6,
+        "rtol": 1e-3,
+        "grid_power": 1.0,
+    }
+    summary = json.loads((tmp_path / "design" / SUMMARY_FILE).read_text())
+    assert summary["nfe"] == 49  # 49 Euler steps: the solver that ran, not only the record
+    # one field given: the task's method and grid spacing stay (demo_forward trains with conf/task/forward.yaml)
+    run_sample(forward_ckpt, tmp_path / "forward", *demo_files(), "num_rollouts=1", "sampler.num_steps=3")
+    record = json.loads((tmp_path / "forward" / RECORD_FILE).read_text())
+    assert (record["sampler"]["method"], record["sampler"]["num_steps"], record["sampler"]["grid_power"]) == (
+        "ab2",
+        3,
+        1.25,
+    )
+
+
 # ---- refusals before any work -----------------------------------------------------------------------------
 
 
@@ -389,7 +413,13 @@ def test_the_request_is_recorded_beside_the_outputs(forward_ckpt, tmp_path):
     assert record["options"]["base_seed"] == 5 and record["options"]["num_rollouts"] == 2
     assert record["options"]["input_pdb"] == str(DEMO_MD / PEPTIDE / f"{PEPTIDE}.pdb")
     assert record["checkpoint"]["sha256"] == hashlib.sha256(forward_ckpt.read_bytes()).hexdigest()
-    assert record["sampler"] == {"method": "euler", "num_steps": 3, "atol": 1e-6, "rtol": 1e-3, "grid_power": 1.0}
+    assert record["sampler"] == {
+        "method": "euler",
+        "num_steps": 3,
+        "atol": 1e-6,
+        "rtol": 1e-3,
+        "grid_power": 1.0,
+    }
     written = set(files_and_mtimes(out)) - {RECORD_FILE}
     assert written == {
         f"{PEPTIDE}_0.pdb",
@@ -533,3 +563,28 @@ def test_exported_checkpoint_holds_the_ema_weights_and_samples_like_the_training
         run_sample(ckpt, out_dir, f"input_pdb={DEMO_MD / PEPTIDE / f'{PEPTIDE}.pdb'}", *FAST_SOLVER)
         outputs.append(mdtraj.load(str(out_dir / f"{PEPTIDE}.xtc"), top=str(out_dir / f"{PEPTIDE}.pdb")).xyz)
     np.testing.assert_array_equal(outputs[0], outputs[1])  # EMA weights are what sampling uses by default
+
+
+def test_export_stores_the_chosen_sampler_as_the_task_default(forward_ckpt, tmp_path):
+    """`mdgen.export ... sampler=heun`: the exported task's default sampler, used by `mdgen.sample`
+    without a `sampler=`; the run's own task is left as it was in the stored config otherwise."""
+    from mdgen.config import checkpoint_task
+    from mdgen.export import export_checkpoint
+    from mdgen.sampling.solver import SolverOptions
+
+    heun = SolverOptions("heun", 4, grid_power=1.0)
+    exported = export_checkpoint(forward_ckpt, tmp_path / "model.ckpt", default_sampler=heun)
+    before, after = checkpoint_task(forward_ckpt), checkpoint_task(exported)
+    assert (after.ode_method, after.ode_num_steps, after.ode_grid_power) == ("heun", 4, 1.0)
+    assert (
+        dataclasses.replace(
+            after,
+            ode_method=before.ode_method,
+            ode_num_steps=before.ode_num_steps,
+            ode_grid_power=before.ode_grid_power,
+        )
+        == before
+    )
+    run_sample(exported, tmp_path / "out", f"input_pdb={DEMO_MD / PEPTIDE / f'{PEPTIDE}.pdb'}")
+    summary = json.loads((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert summary["solver"]["method"] == "heun" and summary["nfe"] == 6  # 3 Heun steps, 2 evaluations each

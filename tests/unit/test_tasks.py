@@ -190,3 +190,21 @@ def test_translation_scale_divides_only_translation_channels(make_task):
 def test_translation_scale_must_be_positive():
     with pytest.raises(ValueError, match="translation_scale_A"):
         forward_task(translation_scale_A=0.0)
+
+
+def test_the_task_default_sampler_fills_only_the_fields_not_given():
+    """`SolverOptions.of_task`: a sampler field given on the command line replaces the task's; the others
+    stay the task's (a bug that took every field from either side breaks one of the three cases)."""
+    from mdgen.sampling.solver import SolverOptions
+
+    task = forward_task(ode_method="euler", ode_num_steps=50, ode_grid_power=1.5)
+    assert SolverOptions.of_task(task) == SolverOptions("euler", 50, grid_power=1.5)
+    assert SolverOptions.of_task(task, {"num_steps": 7, "method": None}) == SolverOptions(
+        "euler", 7, grid_power=1.5
+    )
+    given = {"method": "heun", "num_steps": 11, "grid_power": 1.0, "atol": 1e-5, "rtol": 1e-2}
+    assert SolverOptions.of_task(task, given) == SolverOptions(**given)
+    with pytest.raises(ValueError, match="no option 'steps'"):
+        SolverOptions.of_task(task, {"steps": 7})
+    with pytest.raises(ValueError, match="ode_num_steps must be >= 2"):
+        forward_task(ode_num_steps=1)

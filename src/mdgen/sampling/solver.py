@@ -1,10 +1,13 @@
-"""ODE solver options for sampling, as a plain record that the Hydra `sampler` group instantiates."""
+"""ODE solver options for sampling: the Hydra `sampler` group's fields over the checkpoint task's default."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from mdgen.interpolant.solvers import ODE_METHODS
+from mdgen.tasks import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,24 @@ class SolverOptions:
             raise ValueError(f"sampler grid_power must be > 0, got {self.grid_power}")
         if self.atol <= 0 or self.rtol <= 0:
             raise ValueError(f"sampler tolerances must be positive, got atol={self.atol}, rtol={self.rtol}")
+
+    @classmethod
+    def of_task(cls, task: TaskSpec, given: Mapping[str, Any] | None = None) -> SolverOptions:
+        """The task's default sampler (`task.ode_method`, `ode_num_steps`, `ode_grid_power`), with every
+        field of `given` that is not None in its place (`sampler=heun` gives all of them; the default
+        `sampler=task` none, or the ones overridden as `sampler.num_steps=20`)."""
+        unknown = sorted(set(given or {}) - {field.name for field in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"sampler has no option {unknown[0]!r} (options: {[f.name for f in fields(cls)]})"
+            )
+        values: dict[str, Any] = {
+            "method": task.ode_method,
+            "num_steps": task.ode_num_steps,
+            "grid_power": task.ode_grid_power,
+        }
+        values.update({key: value for key, value in (given or {}).items() if value is not None})
+        return cls(**values)
 
     def as_kwargs(self) -> dict[str, object]:
         """Keyword arguments of ``MDGenModule.sample`` / ``solve_ode``."""
