@@ -104,7 +104,6 @@ def convert_checkpoint(
     checkpoint = converted_checkpoint(
         network_state=weights,
         ema_state=ema,
-        ema_decay=original.ema_decay,
         run_config=run_config,
         task=asdict(module.task),
         provenance=provenance,

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdgen.callbacks import ema_weights_from_checkpoint, training_weights_from_checkpoint
 from mdgen.config import compose_config, load_module
 from mdgen.convert import convert_checkpoint
 from mdgen.errors import UserError
@@ -134,7 +135,13 @@ def test_converted_checkpoint_records_its_source_and_is_kept_on_rerun(fixture_di
     assert record["recipe"] == "forward" and record["original_args"]["ema"] is True
     assert checkpoint["mdgen"]["config"]["model"]["sink_position"] == "original"
     assert checkpoint["mdgen"]["task"]["frame_interval_ps"] == 10.0  # --suffix _i100 on 100 fs frames
-    assert set(checkpoint["callbacks"]["EMA"]["shadow"]) == set(checkpoint["state_dict"])
+    # Lightning's weight-averaging layout (what mdgen.train writes): state_dict = EMA, current_model_state =
+    # training weights, both with every key; the original's file keeps them apart, so some entry differs.
+    training, ema = training_weights_from_checkpoint(checkpoint), ema_weights_from_checkpoint(checkpoint)
+    assert set(training) == set(ema) == set(checkpoint["state_dict"])
+    assert any(not torch.equal(training[key], ema[key]) for key in ema)
+    loaded = load_module(converted["forward_ema"], use_ema=True).state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in ema.items())
     again = convert_checkpoint(fixture_dir / "forward_ema.ckpt", converted["forward_ema"])
     assert again.skipped
     with pytest.raises(UserError, match="overwrite=true"):
