@@ -80,7 +80,7 @@ demo: install ## train, sample and evaluate on data/demo (2 CPU cores, < 25 min)
 	$(MAKE) --no-print-directory eval
 	@echo "== demo done: report $(DEMO_DIR)/report.md, plots $(DEMO_DIR)/plots/, metrics $(DEMO_DIR)/metrics.json"
 
-# make eval [SAMPLES=DIR] [REF=DIR] [TASK=forward|interp|upsample|design|protein] [OUT=DIR]: any samples
+# make eval [SAMPLES=DIR] [REF=DIR] [TASK=forward|interp|upsample|inpaint|protein] [OUT=DIR]: any samples
 # against any reference MD; the defaults are the demo's (plain `=`, not `?=`: a TASK or REF variable of the
 # environment does not leak in; command-line values still override).
 SAMPLES = $(DEMO_DIR)/samples

@@ -5,12 +5,12 @@
 #   forward      weights/forward_sim.ckpt   + data/4AA_sims            (4AA_test.csv)
 #   interp       weights/interpolation.ckpt + data/4AA_sims            (4AA_test.csv)
 #   upsample     weights/upsampling.ckpt    + data/4AA_sims_implicit   (4AA_implicit_test.csv)
-#   design       weights/inpainting.ckpt    + data/4AA_sims            (4AA_test.csv)
+#   inpaint      weights/inpainting.ckpt    + data/4AA_sims            (4AA_test.csv)
 #   protein      weights/atlas.ckpt         + data/atlas_sims          (atlas_test.csv)
 # Outputs: $PAPER_DIR/<task>/{samples/, report.md, metrics.json, plots/}. A re-run skips finished samples.
 # Cost: everything runs at the paper's sizes (forward: 100 ns per peptide; upsample: each whole 100 fs
 # implicit-solvent trajectory); use a GPU machine, or PAPER_MAX / PAPER_CHUNKS / PAPER_PATHS to shrink it.
-# Checked mechanically on CPU with small converted checkpoints (forward, interp); the upsample, design and
+# Checked mechanically on CPU with small converted checkpoints (forward, interp); the upsample, inpaint and
 # protein branches have not been run against real downloads.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ PAPER_DIR=${PAPER_DIR:-outputs/paper}
 PAPER_MAX=${PAPER_MAX:-100}            # test entries per task
 PAPER_CHUNKS=${PAPER_CHUNKS:-10}        # forward: chained 1000-frame windows (10 x 10 ns = the paper's 100 ns)
 PAPER_PATHS=${PAPER_PATHS:-100}         # interp: transition paths per peptide
-PAPER_DESIGNS=${PAPER_DESIGNS:-100}     # design: designs per peptide
+PAPER_DESIGNS=${PAPER_DESIGNS:-100}     # inpaint: designs per peptide
 FORWARD_SPLIT=${FORWARD_SPLIT:-$SPLITS_DIR/4AA_test.csv}
 IMPLICIT_SPLIT=${IMPLICIT_SPLIT:-$SPLITS_DIR/4AA_implicit_test.csv}
 ATLAS_SPLIT=${ATLAS_SPLIT:-$SPLITS_DIR/atlas_test.csv}
@@ -97,7 +97,7 @@ per_peptide interp "$WEIGHTS_DIR/interpolation.ckpt" "$DATA_DIR/4AA_sims" "$FORW
     "$DATA_DIR/4AA_sims" transition=lowest_flux num_samples="$PAPER_PATHS"
 per_peptide upsample "$WEIGHTS_DIR/upsampling.ckpt" "$DATA_DIR/4AA_sims_implicit" "$IMPLICIT_SPLIT" .xtc \
     "$(upsample_reference)" allow_extrapolation=true
-per_peptide design "$WEIGHTS_DIR/inpainting.ckpt" "$DATA_DIR/4AA_sims" "$FORWARD_SPLIT" .xtc \
+per_peptide inpaint "$WEIGHTS_DIR/inpainting.ckpt" "$DATA_DIR/4AA_sims" "$FORWARD_SPLIT" .xtc \
     "$DATA_DIR/4AA_sims" num_samples="$PAPER_DESIGNS" sampler=euler
 per_peptide protein "$WEIGHTS_DIR/atlas.ckpt" "$DATA_DIR/atlas_sims" "$ATLAS_SPLIT" _prod_R1_fit.xtc \
     "$DATA_DIR/atlas_sims" num_rollouts=1 num_chunks=1

@@ -57,6 +57,15 @@ def report_user_error(command: str, error: BaseException) -> None:
     print(f"{command}: error: {message}", file=sys.stderr, flush=True)
 
 
+def warn_deprecated(command: str, old: str, new: str) -> None:
+    """One line on stderr, `command: warning: OLD is deprecated, use NEW`; the old name still works."""
+    print(
+        f"{command}: warning: {old} is deprecated, use {new} (the old name still works)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def user_errors(command: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Decorate an entry point's task function: `UserError` -> one line on stderr, exit status 2.
 

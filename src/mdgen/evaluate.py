@@ -2,7 +2,7 @@
 
 Thin Hydra wrapper around `mdgen.evaluation.runner.run_evaluation`; options are documented in
 conf/evaluate.yaml, composed without conf/'s config groups (`hydra_main(..., without_groups=True)`):
-conf/task/ is the training task group there, which would turn `task=design` into a config-group
+conf/task/ is the training task group there, which would turn `task=inpaint` into a config-group
 selection. Exit status 2 with one line on stderr for a user error (an option of the wrong
 type, a missing directory, out_dir a file) and when any peptide could not be evaluated because of its
 input (the line names them and the report; `allow_failures=true` accepts a partial evaluation).
@@ -22,9 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 from mdgen.analysis.loading import EvaluationInputError
 from mdgen.analysis.msm import StateModelSettings
 from mdgen.config import check_override_types, hydra_main
-from mdgen.errors import UserError, user_errors
+from mdgen.errors import UserError, user_errors, warn_deprecated
 from mdgen.evaluation.forward import ForwardSettings
-from mdgen.evaluation.pipelines import TASKS, EvaluationConfig
+from mdgen.evaluation.pipelines import DEPRECATED_TASKS, TASKS, EvaluationConfig
 from mdgen.evaluation.proteins import ProteinSettings
 from mdgen.evaluation.runner import failure_message, run_evaluation
 from mdgen.evaluation.transition_paths import TransitionPathSettings
@@ -55,6 +55,9 @@ def build_config(cfg: DictConfig) -> EvaluationConfig:
         if missing:
             raise EvaluationInputError(f"{', '.join(missing)}: required (e.g. {missing[0]}=DIR), not given")
         task = _option(cfg, "task", str)
+        if task in DEPRECATED_TASKS:
+            warn_deprecated("mdgen.evaluate", f"task={task}", f"task={DEPRECATED_TASKS[task]}")
+            task = DEPRECATED_TASKS[task]
         if task not in TASKS:
             raise EvaluationInputError(f"task={task!r} is not one of {TASKS}")
         replica_dir = _option(cfg, "replica_dir", str | None)

@@ -7,7 +7,8 @@
      "paths": [{"index": 0, "start_frame": 3, "end_frame": 199, "start_state": null, "end_state": null,
                 "xtc": "AKIR_0.xtc", "noise_seed": 17}, ...]}
 
-`NAME_design.json` (design, `DesignManifest`):
+`NAME_inpaint.json` (inpainting, `InpaintManifest`; `NAME_design.json` from mdgen before the rename is
+read too):
 
     {"format_version": 1, "name": "AKIR", "true_sequence": "AKIR", "designed_positions": [1, 2],
      "window": {"source", "start_frame", "stride", "num_frames", "frame_interval_ps"},
@@ -15,7 +16,7 @@
      "samples": [{"index": 0, "sequence": "AKIR", "predicted_sequence": "AKXR", "recovery": 0.5,
                   "noise_seed": 17, "xtc": "AKIR_0.xtc"}, ...]}
 
-Each design sample's own `NAME_{i}.json` is a `DesignSampleRecord` (with `aa_probs`, (L, 20), which
+Each inpainting sample's own `NAME_{i}.json` is a `InpaintSampleRecord` (with `aa_probs`, (L, 20), which
 the manifest leaves out). File names are relative to the manifest's folder (the evaluator resolves
 them, `mdgen.analysis.loading.file_in_manifest_dir`). Only what the evaluator needs is required
 (`paths[].xtc`; `true_sequence`, `designed_positions`, `samples[].sequence`), so hand-written
@@ -42,7 +43,10 @@ from mdgen.options import OptionError, checked_value
 
 FORMAT_VERSION = 1
 PATHS_SUFFIX = "_paths.json"
-DESIGN_SUFFIX = "_design.json"
+INPAINT_SUFFIX = "_inpaint.json"
+# The same manifest as written before the inpaint task was called inpaint everywhere (it was "design" in
+# sampling and evaluation); still read, `mdgen.evaluate` says once that the name is deprecated.
+LEGACY_INPAINT_SUFFIX = "_design.json"
 NOT_PREDICTED = "X"  # a position whose identity the model did not generate
 
 
@@ -99,7 +103,7 @@ class PathsManifest:
 
 
 @dataclass(frozen=True)
-class DesignWindowRecord:
+class InpaintWindowRecord:
     """The trajectory window a design was conditioned on."""
 
     source: str
@@ -110,8 +114,8 @@ class DesignWindowRecord:
 
 
 @dataclass(frozen=True)
-class DesignSampleRecord:
-    """One design sample: NAME_{i}.json, and (without aa_probs) one entry of NAME_design.json."""
+class InpaintSampleRecord:
+    """One design sample: NAME_{i}.json, and (without aa_probs) one entry of NAME_inpaint.json."""
 
     sequence: str  # the built sequence: true identities at given residues, designed ones elsewhere
     predicted_sequence: str | None = None  # the model's identities where it generated them, X elsewhere
@@ -131,14 +135,14 @@ class DesignSampleRecord:
 
 
 @dataclass(frozen=True)
-class DesignManifest:
-    """NAME_design.json."""
+class InpaintManifest:
+    """NAME_inpaint.json."""
 
     name: str
     true_sequence: str
     designed_positions: tuple[int, ...]  # 0-based; every other position is given (conditioning)
-    samples: tuple[DesignSampleRecord, ...]
-    window: DesignWindowRecord | None = None
+    samples: tuple[InpaintSampleRecord, ...]
+    window: InpaintWindowRecord | None = None
     start_state: int | None = None  # metastable states the evaluator checks the samples against
     end_state: int | None = None
     topology: str | None = None  # file name, needed to read the samples' xtc
@@ -173,14 +177,17 @@ def read_paths_manifest(path: str | PathLike) -> PathsManifest:
     return _read(Path(path), PathsManifest, PATHS_SUFFIX, "paths manifest")
 
 
-def read_design_manifest(path: str | PathLike) -> DesignManifest:
-    """NAME_design.json -> DesignManifest; a missing "name" is taken from the file name."""
-    return _read(Path(path), DesignManifest, DESIGN_SUFFIX, "design file")
+def read_inpaint_manifest(path: str | PathLike) -> InpaintManifest:
+    """NAME_inpaint.json (or an older NAME_design.json) -> InpaintManifest; a missing "name" is taken
+    from the file name."""
+    path = Path(path)
+    suffix = LEGACY_INPAINT_SUFFIX if path.name.endswith(LEGACY_INPAINT_SUFFIX) else INPAINT_SUFFIX
+    return _read(path, InpaintManifest, suffix, "inpaint manifest")
 
 
-def read_design_sample(path: str | PathLike) -> DesignSampleRecord:
-    """A design sample's NAME_{i}.json -> DesignSampleRecord."""
-    return _read(Path(path), DesignSampleRecord, None, "design sample record")
+def read_inpaint_sample(path: str | PathLike) -> InpaintSampleRecord:
+    """An inpainting sample's NAME_{i}.json -> InpaintSampleRecord."""
+    return _read(Path(path), InpaintSampleRecord, None, "inpaint sample record")
 
 
 # ---- JSON <-> records ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 from cli_runner import run_main
 from markers import slow_beyond_first
 from mdgen.analysis.loading import EvaluationInputError
-from mdgen.evaluation.design import read_design_spec
+from mdgen.evaluation.inpaint import read_inpaint_spec
 from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sampling.request import SamplingRequest
 from tiny_checkpoint import untrained_checkpoint
@@ -217,8 +217,8 @@ def test_evaluate_directory_errors_are_one_line(evaluate_dirs, tmp_path, capsys)
     assert out_file.read_text() == "keep me"
 
 
-def _write_design(samples: Path, topology: str) -> Path:
-    manifest = samples / "GWEK_design.json"
+def _write_inpaint(samples: Path, topology: str) -> Path:
+    manifest = samples / "GWEK_inpaint.json"
     manifest.write_text(
         json.dumps(
             {
@@ -236,9 +236,9 @@ def _write_design(samples: Path, topology: str) -> Path:
 def test_evaluate_refuses_a_manifest_topology_outside_the_samples_folder(evaluate_dirs, tmp_path, capsys):
     samples, reference = evaluate_dirs
     (tmp_path / "secret.pdb").write_text("not for the evaluator")
-    _write_design(samples, "../secret.pdb")
+    _write_inpaint(samples, "../secret.pdb")
     out_dir = tmp_path / "eval"
-    argv = (f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_dir}", "task=design")
+    argv = (f"samples_dir={samples}", f"reference_dir={reference}", f"out_dir={out_dir}", "task=inpaint")
     code, _, stderr = run_main(capsys, "evaluate", *argv, "plots=false")
     refused = [line for line in stderr.splitlines() if line.startswith("mdgen.evaluate: error:")]
     assert code == 2 and len(refused) == 1
@@ -258,7 +258,7 @@ def test_manifest_topologies_cannot_escape_their_folder(tmp_path, topology):
     with pytest.raises(EvaluationInputError, match="topology"):
         read_path_manifest(paths)
     with pytest.raises(EvaluationInputError, match="topology"):
-        read_design_spec(_write_design(samples, topology))
+        read_inpaint_spec(_write_inpaint(samples, topology))
 
 
 def test_manifest_topologies_inside_their_folder_are_read(tmp_path):
@@ -268,7 +268,7 @@ def test_manifest_topologies_inside_their_folder_are_read(tmp_path):
     paths = samples / "GWEK_paths.json"
     paths.write_text(json.dumps({"topology": "top/GWEK.pdb", "paths": [{"xtc": "GWEK_0.xtc"}]}))
     assert read_path_manifest(paths)[0] == samples / "top" / "GWEK.pdb"
-    assert read_design_spec(_write_design(samples, "top/GWEK.pdb")).topology == samples / "top" / "GWEK.pdb"
+    assert read_inpaint_spec(_write_inpaint(samples, "top/GWEK.pdb")).topology == samples / "top" / "GWEK.pdb"
 
 
 # ---- mdgen.train ------------------------------------------------------------------------------------------

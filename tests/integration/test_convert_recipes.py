@@ -116,7 +116,7 @@ def test_design_recipe_maps_its_heads_and_designs(tmp_path):
         f"input_xtc={DEMO / 'GWEK_fine.xtc'}",
         "num_samples=1",
     )
-    assert any(name.endswith("_design.json") for name in written), written
+    assert any(name.endswith("_inpaint.json") for name in written), written
 
 
 def test_atlas_recipe_uses_rotary_positions_only(tmp_path):

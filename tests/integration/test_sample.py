@@ -24,7 +24,7 @@ import yaml
 
 from mdgen.config import compose_config
 from mdgen.errors import UserError
-from mdgen.evaluation.design import read_design_spec
+from mdgen.evaluation.inpaint import read_inpaint_spec
 from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sample import sample
 from mdgen.sampling.inputs import SamplingInputError
@@ -304,13 +304,13 @@ def test_design_writes_sequences_and_structures_with_the_designed_residues(desig
     run_sample(
         design_ckpt, tmp_path, *demo_files(suffix="_fine"), "num_samples=2", "batch_size=2", *FAST_SOLVER
     )
-    record = json.loads((tmp_path / f"{PEPTIDE}_design.json").read_text())
+    record = json.loads((tmp_path / f"{PEPTIDE}_inpaint.json").read_text())
     assert record["name"] == PEPTIDE and record["true_sequence"] == PEPTIDE
     assert record["designed_positions"] == [1, 2]
     assert [design["index"] for design in record["samples"]] == [0, 1]
-    spec = read_design_spec(tmp_path / f"{PEPTIDE}_design.json")  # the evaluator reads it
+    spec = read_inpaint_spec(tmp_path / f"{PEPTIDE}_inpaint.json")  # the evaluator reads it
     assert spec.designed_positions == (1, 2) and len(spec.samples) == 2
-    csv_rows = (tmp_path / f"{PEPTIDE}_design.csv").read_text().splitlines()
+    csv_rows = (tmp_path / f"{PEPTIDE}_inpaint.csv").read_text().splitlines()
     assert csv_rows[0] == "index,sequence,designed,recovery,xtc" and len(csv_rows) == 3
     for design in record["samples"]:
         sequence = design["sequence"]

@@ -192,13 +192,13 @@ def test_failure_message_is_the_commands_verdict(results, failures, allow, expec
 
 def test_each_task_has_one_registered_evaluator_that_finds_its_own_samples(tmp_path):
     """The one registry: catches a task missing from it, registered under another name, or looking
-    for another task's manifests (interp reading *_design.json would evaluate nothing)."""
+    for another task's manifests (interp reading *_inpaint.json would evaluate nothing)."""
     from mdgen.evaluation.pipelines import EVALUATORS, TASKS
 
-    assert TASKS == ("forward", "interp", "upsample", "design", "protein")
+    assert TASKS == ("forward", "interp", "upsample", "inpaint", "protein")
     assert all(EVALUATORS[task].task == task for task in TASKS)
-    for name in ("AKIR_paths.json", "GWEK_design.json", "MKWE.pdb", "MKWE_0.pdb", "FLRH_1.pdb"):
+    for name in ("AKIR_paths.json", "GWEK_inpaint.json", "MKWE.pdb", "MKWE_0.pdb", "FLRH_1.pdb"):
         (tmp_path / name).write_text("")
     found = {task: EVALUATORS[task].peptide_names(tmp_path) for task in TASKS}
-    assert found["interp"] == ["AKIR"] and found["design"] == ["GWEK"]
+    assert found["interp"] == ["AKIR"] and found["inpaint"] == ["GWEK"]
     assert found["forward"] == found["upsample"] == found["protein"] == ["FLRH", "MKWE"]

@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 
 from mdgen.errors import UserError
-from mdgen.evaluation.design import read_design_spec
+from mdgen.evaluation.inpaint import read_inpaint_spec
 from mdgen.evaluation.transition_paths import read_path_manifest
 from mdgen.sample_files import (
     FORMAT_VERSION,
-    DesignManifest,
-    DesignSampleRecord,
+    InpaintManifest,
+    InpaintSampleRecord,
     PathRecord,
     PathsManifest,
     SampleFileError,
     TransitionChoice,
-    read_design_manifest,
+    read_inpaint_manifest,
     read_paths_manifest,
 )
-from mdgen.sampling.design import DesignWindow, sample_record, write_design_manifests
+from mdgen.sampling.inpaint import InpaintWindow, sample_record, write_inpaint_manifests
 from mdgen.sampling.writer import TrajectoryOutput, write_json
 from mdgen.tasks import TaskSpec
 
@@ -69,7 +69,7 @@ def test_the_evaluator_reads_what_the_sampler_writes(tmp_path):
 def test_design_writer_and_evaluator_agree(tmp_path):
     """sampling.design writes per-sample records and the manifest; evaluation.design parses it.
     Expected recoveries by hand: truth AKIR, designed positions 1, 2."""
-    window = DesignWindow("AKIR", np.zeros((3, 4, 14, 3)), np.array([0, 11, 9, 1]), "in.xtc", 5, 2)
+    window = InpaintWindow("AKIR", np.zeros((3, 4, 14, 3)), np.array([0, 11, 9, 1]), "in.xtc", 5, 2)
     task = TaskSpec("inpaint", num_frames=3, frame_interval_ps=10.0, cond_residues=(0, 3), design=True)
     predicted = np.array([False, True, True, False])
     built = [np.array([0, 11, 9, 1]), np.array([0, 19, 9, 1])]  # AKIR, AVIR
@@ -80,7 +80,7 @@ def test_design_writer_and_evaluator_agree(tmp_path):
         record = sample_record(i, aatype, aatype, predicted, window, [1, 2], 7 + i, probs, output.xtc.name)
         write_json(output.record, record.to_json())
         outputs.append(output)
-    manifest_path = write_design_manifests(tmp_path, window, [1, 2], task, outputs)
+    manifest_path = write_inpaint_manifests(tmp_path, window, [1, 2], task, outputs)
 
     data = json.loads(manifest_path.read_text())
     assert set(data) >= DESIGN_KEYS and set(data["samples"][0]) == DESIGN_SAMPLE_KEYS  # no aa_probs
@@ -93,11 +93,11 @@ def test_design_writer_and_evaluator_agree(tmp_path):
         "num_frames": 3,
         "frame_interval_ps": 10.0,
     }
-    spec = read_design_spec(manifest_path)
+    spec = read_inpaint_spec(manifest_path)
     assert spec.designed_positions == (1, 2) and spec.true_sequence == "AKIR"
     assert [s.sequence for s in spec.samples] == ["XKIX", "XVIX"]  # the model's prediction is scored
     assert [s.trajectory for s in spec.samples] == [tmp_path / "AKIR_0.xtc", tmp_path / "AKIR_1.xtc"]
-    rows = (tmp_path / "AKIR_design.csv").read_text().splitlines()
+    rows = (tmp_path / "AKIR_inpaint.csv").read_text().splitlines()
     assert rows[1:] == ["0,AKIR,KI,1.0,AKIR_0.xtc", "1,AVIR,VI,0.5,AKIR_1.xtc"]
 
 
@@ -108,12 +108,12 @@ def test_short_hand_written_manifests_read_with_defaults(tmp_path):
     manifest = read_paths_manifest(path)
     assert manifest.name == "GWEK" and manifest.paths == (PathRecord("GWEK_0.xtc"),)
     assert manifest.topology is None and manifest.format_version == 1  # no key: the first format
-    path = tmp_path / "GWEK_design.json"
+    path = tmp_path / "GWEK_inpaint.json"
     path.write_text(
         json.dumps({"true_sequence": "GWEK", "designed_positions": [1], "samples": [{"sequence": "GAEK"}]})
     )
-    design = read_design_manifest(path)
-    assert design.name == "GWEK" and design.samples == (DesignSampleRecord("GAEK"),)
+    design = read_inpaint_manifest(path)
+    assert design.name == "GWEK" and design.samples == (InpaintSampleRecord("GAEK"),)
 
 
 @pytest.mark.parametrize(
@@ -152,16 +152,16 @@ def test_malformed_or_newer_paths_manifests_name_the_file(tmp_path, content, mes
 
 def test_design_manifest_checks_positions_lengths_and_letters(tmp_path):
     """The three checks a design reader relies on; a missing one lets recoveries index out of range."""
-    good = DesignSampleRecord("AKIR")
+    good = InpaintSampleRecord("AKIR")
     with pytest.raises(ValueError, match=r"designed_positions \[4\] outside 0..3"):
-        DesignManifest("AKIR", "AKIR", (4,), (good,))
+        InpaintManifest("AKIR", "AKIR", (4,), (good,))
     with pytest.raises(ValueError, match="sample 0 has length 3, true sequence 4"):
-        DesignManifest("AKIR", "AKIR", (1,), (DesignSampleRecord("AKI"),))
+        InpaintManifest("AKIR", "AKIR", (1,), (InpaintSampleRecord("AKI"),))
     with pytest.raises(ValueError, match=r"sample 0 has non-standard letters \['B'\]"):
-        DesignManifest("AKIR", "AKIR", (1,), (DesignSampleRecord("AKIR", predicted_sequence="ABIR"),))
-    path = tmp_path / "AKIR_design.json"
+        InpaintManifest("AKIR", "AKIR", (1,), (InpaintSampleRecord("AKIR", predicted_sequence="ABIR"),))
+    path = tmp_path / "AKIR_inpaint.json"
     path.write_text(json.dumps({"true_sequence": "AKIR", "designed_positions": "12", "samples": []}))
     with pytest.raises(
-        SampleFileError, match=r"AKIR_design\.json: not a valid design file: designed_positions"
+        SampleFileError, match=r"AKIR_inpaint\.json: not a valid inpaint manifest: designed_positions"
     ):
-        read_design_manifest(Path(path))
+        read_inpaint_manifest(Path(path))

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from mdgen.sampling.modes import (
-    DESIGN,
     FORWARD,
+    INPAINT,
     INTERP,
     UPSAMPLE,
     IncompatibleTaskError,
@@ -27,7 +27,7 @@ def task_from_config(name: str) -> TaskSpec:
 
 
 @pytest.mark.parametrize(
-    "config, mode", [("forward", FORWARD), ("interp", INTERP), ("upsample", UPSAMPLE), ("inpaint", DESIGN)]
+    "config, mode", [("forward", FORWARD), ("interp", INTERP), ("upsample", UPSAMPLE), ("inpaint", INPAINT)]
 )
 def test_each_task_config_maps_to_its_driver(config, mode):
     assert mode_of_task(task_from_config(config)) == mode

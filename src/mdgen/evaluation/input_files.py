@@ -5,7 +5,8 @@ Samples (written by the sampler):
   `NAME_0.xtc`, `NAME_1.xtc`, ... (pooled, in index order). A PDB named `NAME_<digits>.pdb` counts as a
   per-rollout topology of NAME (used only when `NAME.pdb` is absent).
 - interp (transition paths): `samples_dir/NAME_paths.json` (`mdgen.sample_files.PathsManifest`).
-- design: `samples_dir/NAME_design.json` (`mdgen.sample_files.DesignManifest`).
+- inpaint: `samples_dir/NAME_inpaint.json` (`mdgen.sample_files.InpaintManifest`; `NAME_design.json`
+  of an older mdgen too).
 Which of the two a task uses is its evaluator's `manifest_suffix` (`mdgen.evaluation.evaluator`).
 Reference MD: `reference_dir/NAME/NAME.pdb` + `NAME.xtc` (the tetrapeptide layout), else the flat
 `reference_dir/NAME.pdb` + `NAME.xtc`; ATLAS replicas `NAME_prod_R{1,2,3}_fit.xtc` are used when

@@ -15,8 +15,8 @@ import numpy as np
 
 from mdgen.analysis.loading import TrajectoryGroup, load_group, load_trajectory, match_atoms, match_groups
 from mdgen.analysis.msm import StateModelSettings
+from mdgen.errors import warn_deprecated
 from mdgen.evaluation import plots, sections
-from mdgen.evaluation.design import DesignPeptideResult, DesignSpec, evaluate_design, read_design_spec
 from mdgen.evaluation.evaluator import TaskEvaluator
 from mdgen.evaluation.forward import (
     GENERATED,
@@ -25,7 +25,8 @@ from mdgen.evaluation.forward import (
     ForwardSettings,
     evaluate_forward,
 )
-from mdgen.evaluation.input_files import reference_files, sample_files
+from mdgen.evaluation.inpaint import InpaintPeptideResult, InpaintSpec, evaluate_inpaint, read_inpaint_spec
+from mdgen.evaluation.input_files import discover_names, reference_files, sample_files
 from mdgen.evaluation.proteins import (
     ProteinAnalysis,
     ProteinPeptideResult,
@@ -35,7 +36,7 @@ from mdgen.evaluation.proteins import (
 )
 from mdgen.evaluation.transition_paths import PathAnalysis, TransitionPathSettings, evaluate_paths
 from mdgen.evaluation.upsampling import UpsamplingAnalysis, UpsamplingSettings, evaluate_upsampling
-from mdgen.sample_files import DESIGN_SUFFIX, PATHS_SUFFIX
+from mdgen.sample_files import INPAINT_SUFFIX, LEGACY_INPAINT_SUFFIX, PATHS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -173,29 +174,44 @@ class UpsampleEvaluator(TaskEvaluator):
         return sections.upsample_sections(results, config)
 
 
-class DesignEvaluator(TaskEvaluator):
-    """Sequence recovery of designs (NAME_design.json); the reference only for target-state checks."""
+class InpaintEvaluator(TaskEvaluator):
+    """Sequence recovery of inpainted residues (NAME_inpaint.json, or an older mdgen's NAME_design.json);
+    the reference only for target-state checks."""
 
-    task, main_row, manifest_suffix = "design", "samples", DESIGN_SUFFIX
+    task, main_row, manifest_suffix = "inpaint", "samples", INPAINT_SUFFIX
 
-    def load(self, config, name) -> tuple[DesignSpec, TrajectoryGroup | None]:
-        spec = read_design_spec(config.samples_dir / f"{name}{DESIGN_SUFFIX}")
+    def peptide_names(self, samples_dir: Path) -> list[str]:
+        names = set(discover_names(samples_dir, INPAINT_SUFFIX))
+        legacy = set(discover_names(samples_dir, LEGACY_INPAINT_SUFFIX)) - names
+        if legacy:  # one line for the whole directory
+            warn_deprecated(
+                "mdgen.evaluate",
+                f"{len(legacy)} NAME{LEGACY_INPAINT_SUFFIX} manifest(s) in {samples_dir}",
+                f"NAME{INPAINT_SUFFIX}",
+            )
+        return sorted(names | legacy)
+
+    def load(self, config, name) -> tuple[InpaintSpec, TrajectoryGroup | None]:
+        path = config.samples_dir / f"{name}{INPAINT_SUFFIX}"
+        if not path.exists() and (config.samples_dir / f"{name}{LEGACY_INPAINT_SUFFIX}").exists():
+            path = config.samples_dir / f"{name}{LEGACY_INPAINT_SUFFIX}"
+        spec = read_inpaint_spec(path)
         needs_reference = spec.start_state is not None and any(s.trajectory for s in spec.samples)
         return spec, _reference(config, name) if needs_reference else None
 
-    def compute(self, name, inputs, config) -> DesignPeptideResult:
+    def compute(self, name, inputs, config) -> InpaintPeptideResult:
         spec, reference = inputs
-        scores = evaluate_design(spec, reference, config.state_model)
-        return DesignPeptideResult(name, spec.true_sequence, spec.designed_positions, {"samples": scores})
+        scores = evaluate_inpaint(spec, reference, config.state_model)
+        return InpaintPeptideResult(name, spec.true_sequence, spec.designed_positions, {"samples": scores})
 
-    def plot(self, name, analysis: DesignPeptideResult, config) -> None:
-        """No per-peptide figures: design is scored on sequences."""
+    def plot(self, name, analysis: InpaintPeptideResult, config) -> None:
+        """No per-peptide figures: inpainting is scored on sequences."""
 
-    def result(self, analysis: DesignPeptideResult) -> DesignPeptideResult:
+    def result(self, analysis: InpaintPeptideResult) -> InpaintPeptideResult:
         return analysis
 
     def sections(self, results, config):
-        return sections.design_sections(results, config)
+        return sections.inpaint_sections(results, config)
 
 
 class ProteinEvaluator(TaskEvaluator):
@@ -228,8 +244,10 @@ EVALUATORS: dict[str, TaskEvaluator] = {
         ForwardEvaluator(),
         InterpEvaluator(),
         UpsampleEvaluator(),
-        DesignEvaluator(),
+        InpaintEvaluator(),
         ProteinEvaluator(),
     )
 }
 TASKS = tuple(EVALUATORS)
+# Old task names still accepted (one warning line): the inpaint task was called "design" here.
+DEPRECATED_TASKS = {"design": "inpaint"}

@@ -304,7 +304,7 @@ def upsample_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[
     return sections, {"aggregate": aggregate}
 
 
-def design_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[str], dict]:
+def inpaint_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[str], dict]:
     aggregate = aggregate_rows({name: result.rows for name, result in results.items()})
     columns = [
         ("designed", "designed_recovery"),
@@ -344,7 +344,7 @@ def design_sections(results: Mapping, config: EvaluationConfig) -> tuple[list[st
     sections = [
         "## Design: sequence recovery\n\n" + table + "\n\nRecovery = fraction of positions equal to the true "
         "residue. Final design = the sample with the best conditioning (flank) recovery, first on ties (the original "
-        "code took the worst). State columns need start/end states and per-sample trajectories in the design file.",
+        "code took the worst). State columns need start/end states and per-sample trajectories in the inpaint manifest.",
         "## Per peptide\n\n" + per_peptide,
     ]
     return sections, {"aggregate": aggregate}

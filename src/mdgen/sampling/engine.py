@@ -1,7 +1,7 @@
 """Run a trained module on windows of atoms: atoms -> batch -> ODE sample -> atoms, with bookkeeping.
 
-`WindowSampler` is the one place that touches the model. Task drivers (forward, paths, upsample,
-design) hand it windows of atom14 coordinates whose known frames/residues hold real geometry and get
+`WindowSampler` is the one place that touches the model. Task drivers (forward, transition paths, upsampling,
+inpainting) hand it windows of atom14 coordinates whose known frames/residues hold real geometry and get
 generated atom14 windows back, decoded relative to the window's first frame (its first key frame),
 so consecutive windows share one global coordinate frame.
 

@@ -1,7 +1,7 @@
 """Which sampling driver a checkpoint's task supports, read from what the task conditions on.
 
 The task's *structure* decides, not its name (a user may name a task anything):
-  design (residue identities generated)                  -> "design"
+  residue identities generated (inpainting)              -> "inpaint"
   every cond_interval-th frame given                     -> "upsample"
   first and last frame given, nothing else               -> "interp"
   first frame given, nothing else                        -> "forward"
@@ -9,11 +9,13 @@ The task's *structure* decides, not its name (a user may name a task anything):
 
 from __future__ import annotations
 
-from mdgen.errors import UserError
+from mdgen.errors import UserError, warn_deprecated
 from mdgen.tasks import TaskSpec
 
-FORWARD, INTERP, UPSAMPLE, DESIGN = "forward", "interp", "upsample", "design"
-SAMPLING_MODES = (FORWARD, INTERP, UPSAMPLE, DESIGN)
+FORWARD, INTERP, UPSAMPLE, INPAINT = "forward", "interp", "upsample", "inpaint"
+SAMPLING_MODES = (FORWARD, INTERP, UPSAMPLE, INPAINT)
+# Old names still accepted (one warning line): the inpaint task's sampling mode was called "design".
+DEPRECATED_MODES = {"design": INPAINT}
 
 
 class IncompatibleTaskError(UserError):
@@ -27,7 +29,7 @@ def mode_of_task(task: TaskSpec) -> str:
     if task.design:
         if not task.cond_residues:
             raise IncompatibleTaskError(f"task {task.name!r} designs residues but conditions on no residue")
-        return DESIGN
+        return INPAINT
     if task.cond_residues:
         raise IncompatibleTaskError(
             f"task {task.name!r} conditions on residues {list(task.cond_residues)} without designing; "
@@ -41,8 +43,16 @@ def mode_of_task(task: TaskSpec) -> str:
         return FORWARD
     raise IncompatibleTaskError(
         f"task {task.name!r} conditions on frames {list(task.cond_frames)}; the sampling drivers handle "
-        "frame 0 (forward), frames 0 and -1 (interp), every k-th frame (upsample) or residues (design)"
+        "frame 0 (forward), frames 0 and -1 (interp), every k-th frame (upsample) or residues (inpaint)"
     )
+
+
+def current_mode(mode: str | None) -> str | None:
+    """`mode` under its current name: a deprecated one (`design`) is renamed, with one warning line."""
+    if mode in DEPRECATED_MODES:
+        warn_deprecated("mdgen.sample", f"mode={mode}", f"mode={DEPRECATED_MODES[mode]}")
+        return DEPRECATED_MODES[mode]
+    return mode
 
 
 def _frames(task: TaskSpec) -> list[int]:

@@ -16,7 +16,7 @@ from mdgen.sampling import modes
 from mdgen.sampling.decoding import DECODER_CHOICES
 from mdgen.sampling.engine import check_precision, resolve_device
 from mdgen.sampling.inputs import SamplingInputError, check_file, check_sequences
-from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE, IncompatibleTaskError
+from mdgen.sampling.modes import FORWARD, INPAINT, INTERP, UPSAMPLE, IncompatibleTaskError
 from mdgen.sampling.transition_paths import TRANSITIONS
 
 # Options that only make sense for some modes; setting one for another mode is an error, not ignored.
@@ -27,13 +27,13 @@ OPTION_MODES = {
     "num_rollouts": {FORWARD},
     "num_chunks": {FORWARD},
     "per_rollout_files": {FORWARD},
-    "input_frame": {FORWARD, DESIGN},
-    "num_samples": {INTERP, DESIGN},
+    "input_frame": {FORWARD, INPAINT},
+    "num_samples": {INTERP, INPAINT},
     "start_frame": {INTERP},
     "end_frame": {INTERP},
     "transition": {INTERP},
     "allow_extrapolation": {UPSAMPLE},
-    "design_residues": {DESIGN},
+    "design_residues": {INPAINT},
 }
 
 # SamplingRequest fields passed to mdgen.analysis.msm.StateModelSettings (TPS endpoints).
@@ -66,7 +66,7 @@ class SamplingRequest:
     num_chunks: int | None = None
     per_rollout_files: bool | None = None
     input_frame: int | None = None
-    # interp / design
+    # interp / inpaint
     num_samples: int | None = None
     start_frame: int | None = None
     end_frame: int | None = None
@@ -79,7 +79,7 @@ class SamplingRequest:
     n_metastable: int | None = None
     # upsample
     allow_extrapolation: bool | None = None
-    # design
+    # inpaint
     design_residues: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +90,7 @@ class SamplingRequest:
         if self.design_residues is not None:
             object.__setattr__(self, "design_residues", tuple(int(r) for r in self.design_residues))
         object.__setattr__(self, "precision", str(self.precision))
+        object.__setattr__(self, "mode", modes.current_mode(self.mode))  # mode=design: renamed inpaint
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SamplingRequest:

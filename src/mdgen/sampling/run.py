@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from mdgen.sampling import modes
 from mdgen.sampling.decoding import DecoderSettings
-from mdgen.sampling.design import DesignWindow, retarget_design, run_design
 from mdgen.sampling.engine import WindowSampler, resolve_device
 from mdgen.sampling.forward import ForwardSettings, run_forward
+from mdgen.sampling.inpaint import InpaintWindow, retarget_design, run_inpaint
 from mdgen.sampling.inputs import (
     SamplingInputError,
     StartStructure,
@@ -32,7 +32,7 @@ from mdgen.sampling.inputs import (
     structure_from_sequence,
     structures_from_split,
 )
-from mdgen.sampling.modes import DESIGN, FORWARD, INTERP, UPSAMPLE
+from mdgen.sampling.modes import FORWARD, INPAINT, INTERP, UPSAMPLE
 from mdgen.sampling.record import OutputDirectory
 from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
 from mdgen.sampling.request import SamplingRequest, check_options_for_mode
@@ -74,7 +74,7 @@ def run_sampling(
         FORWARD: functools.partial(_prepare_forward, max_residues=_max_residues(module)),
         INTERP: _prepare_paths,
         UPSAMPLE: _prepare_upsampling,
-        DESIGN: _prepare_design,
+        INPAINT: _prepare_inpaint,
     }
     job = prepare[mode](request, task)  # reads and checks inputs; nothing generated yet
     sampler = WindowSampler(
@@ -244,10 +244,10 @@ def _prepare_upsampling(request: SamplingRequest, task: TaskSpec) -> Job:
     return job
 
 
-def _prepare_design(request: SamplingRequest, task: TaskSpec) -> Job:
+def _prepare_inpaint(request: SamplingRequest, task: TaskSpec) -> Job:
     """The window of task.num_frames frames at the model's interval, and the residues to design."""
     if request.input_pdb is None or request.input_xtc is None:
-        raise SamplingInputError("design needs input_pdb and input_xtc (the trajectory window to design on)")
+        raise SamplingInputError("inpaint needs input_pdb and input_xtc (the trajectory window to inpaint)")
     probe = read_input_trajectory(request.input_pdb, request.input_xtc)
     stride = frames_per_interval(
         task.frame_interval_ps, probe.timestep_ps, probe.source, "the model's frame_interval_ps"
@@ -258,10 +258,10 @@ def _prepare_design(request: SamplingRequest, task: TaskSpec) -> Job:
     last = start + (task.num_frames - 1) * stride
     if last >= probe.num_frames:
         raise SamplingInputError(
-            f"{probe.source}: a design window of {task.num_frames} frames every {task.frame_interval_ps:g} ps "
+            f"{probe.source}: an inpaint window of {task.num_frames} frames every {task.frame_interval_ps:g} ps "
             f"from frame {start} needs frame {last}, but the trajectory has {probe.num_frames} frames"
         )
-    window = DesignWindow(
+    window = InpaintWindow(
         name=request.output_name(),
         atom14=probe.atom14[start : last + 1 : stride],
         aatype=probe.aatype,
@@ -273,7 +273,7 @@ def _prepare_design(request: SamplingRequest, task: TaskSpec) -> Job:
     def job(sampler: WindowSampler, out_dir: Path):
         if design_task != task:
             sampler.use_task(design_task)
-        report = run_design(
+        report = run_inpaint(
             sampler, window, request.num_samples or 1, request.base_seed, request.batch_size, out_dir
         )
         return [report]

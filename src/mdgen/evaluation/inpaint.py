@@ -1,6 +1,6 @@
-"""Sequence-design metrics (METHOD 7.5), with the original's 'final design' bug fixed.
+"""Inpainting metrics: sequence recovery of the designed residues (METHOD 7.5), with the original's 'final design' bug fixed.
 
-Samples: `samples_dir/NAME_design.json` (format: `mdgen.sample_files.DesignManifest`); the evaluator reads
+Samples: `samples_dir/NAME_inpaint.json` (or `NAME_design.json` of an older mdgen; format: `mdgen.sample_files.InpaintManifest`); the evaluator reads
 
     {"name": "AKIR", "true_sequence": "AKIR", "designed_positions": [1, 2],
      "start_state": 3, "end_state": 5,                      # optional
@@ -42,21 +42,21 @@ from mdgen.analysis.loading import (
     match_atoms,
 )
 from mdgen.analysis.msm import StateModelSettings, reference_state_model
-from mdgen.sample_files import NOT_PREDICTED, read_design_manifest
+from mdgen.sample_files import NOT_PREDICTED, read_inpaint_manifest
 
 
 @dataclass(frozen=True)
-class DesignSample:
+class InpaintSample:
     sequence: str
     trajectory: Path | None
 
 
 @dataclass(frozen=True)
-class DesignSpec:
+class InpaintSpec:
     name: str
     true_sequence: str
     designed_positions: tuple[int, ...]
-    samples: tuple[DesignSample, ...]
+    samples: tuple[InpaintSample, ...]
     start_state: int | None
     end_state: int | None
     topology: Path | None
@@ -66,16 +66,16 @@ class DesignSpec:
         return tuple(i for i in range(len(self.true_sequence)) if i not in self.designed_positions)
 
 
-def read_design_spec(path: Path) -> DesignSpec:
-    """A NAME_design.json (`mdgen.sample_files.DesignManifest`, validated there) with its files resolved:
+def read_inpaint_spec(path: Path) -> InpaintSpec:
+    """A NAME_inpaint.json (`mdgen.sample_files.InpaintManifest`, validated there) with its files resolved:
     sample trajectories by file name next to it, the topology inside its folder. Errors name the file."""
-    manifest = read_design_manifest(path)
-    return DesignSpec(
+    manifest = read_inpaint_manifest(path)
+    return InpaintSpec(
         name=manifest.name,
         true_sequence=manifest.true_sequence,
         designed_positions=manifest.designed_positions,
         samples=tuple(
-            DesignSample(s.scored_sequence, path.parent / Path(s.xtc).name if s.xtc else None)
+            InpaintSample(s.scored_sequence, path.parent / Path(s.xtc).name if s.xtc else None)
             for s in manifest.samples
         ),
         start_state=manifest.start_state,
@@ -87,7 +87,7 @@ def read_design_spec(path: Path) -> DesignSpec:
 
 
 @dataclass(frozen=True)
-class DesignScores:
+class InpaintScores:
     n_samples: int
     designed_recovery: float
     conditioning_recovery: float  # NaN when every position is designed
@@ -122,9 +122,9 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def score_design(
-    spec: DesignSpec, start_states: np.ndarray | None = None, end_states: np.ndarray | None = None
-) -> DesignScores:
+def score_inpaint(
+    spec: InpaintSpec, start_states: np.ndarray | None = None, end_states: np.ndarray | None = None
+) -> InpaintScores:
     """Recovery scores; `start_states`/`end_states` (S,) are each sample's first/last-frame states, if known."""
     truth, designed, conditioning = spec.true_sequence, spec.designed_positions, spec.conditioning_positions
     sequences = [sample.sequence for sample in spec.samples]
@@ -139,7 +139,7 @@ def score_design(
     if start_states is not None and end_states is not None:
         started = float(np.mean(start_states == spec.start_state))
         reached = float(np.mean(end_states == spec.end_state))
-    return DesignScores(
+    return InpaintScores(
         n_samples=len(sequences),
         designed_recovery=_nanmean([_recovery(s, truth, designed) for s in sequences]),
         conditioning_recovery=_nanmean(per_sample_conditioning),
@@ -159,15 +159,15 @@ def score_design(
 
 
 @dataclass(frozen=True)
-class DesignPeptideResult:
+class InpaintPeptideResult:
     name: str
     true_sequence: str
     designed_positions: tuple[int, ...]
-    rows: dict[str, DesignScores]  # one row, "samples"
+    rows: dict[str, InpaintScores]  # one row, "samples"
 
 
 def endpoint_states(
-    spec: DesignSpec, reference: TrajectoryGroup, state_settings: StateModelSettings
+    spec: InpaintSpec, reference: TrajectoryGroup, state_settings: StateModelSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """First- and last-frame metastable states (S,) of every sample trajectory under the reference model."""
     if spec.topology is None:
@@ -185,14 +185,14 @@ def endpoint_states(
     return np.asarray(starts), np.asarray(ends)
 
 
-def evaluate_design(
-    spec: DesignSpec, reference: TrajectoryGroup | None, state_settings: StateModelSettings
-) -> DesignScores:
+def evaluate_inpaint(
+    spec: InpaintSpec, reference: TrajectoryGroup | None, state_settings: StateModelSettings
+) -> InpaintScores:
     """Recovery scores, plus target-state checks when the spec has states and trajectories."""
     wants_states = spec.start_state is not None and spec.end_state is not None
     has_trajectories = any(sample.trajectory is not None for sample in spec.samples)
     if wants_states and has_trajectories:
         if reference is None:
             raise EvaluationInputError(f"{spec.name}: state checks need the reference MD, which is missing")
-        return score_design(spec, *endpoint_states(spec, reference, state_settings))
-    return score_design(spec)
+        return score_inpaint(spec, *endpoint_states(spec, reference, state_settings))
+    return score_inpaint(spec)

@@ -1,18 +1,18 @@
-"""Inpainting / design (METHOD 6.4): given a trajectory window, generate the motion and the identities
+"""Inpainting (METHOD 6.4; the original's "design"): given a trajectory window, generate the motion and the identities
 of the designed residues, conditioned on the other residues' trajectories.
 
 Outputs for a window named NAME and samples i = 0..N-1:
   NAME_{i}.pdb / NAME_{i}.xtc  the generated window, built WITH the designed identities (the original
                                built the true sequence, so its side chains ignored the design)
   NAME_{i}.json                the sample's record, written last (marks it finished)
-                               (`mdgen.sample_files.DesignSampleRecord`)
-  NAME_design.json             every sample's record without aa_probs, the true sequence, designed
-                               positions and window (`mdgen.sample_files.DesignManifest`)
-  NAME_design.csv              index, sequence, designed, recovery, xtc
+                               (`mdgen.sample_files.InpaintSampleRecord`)
+  NAME_inpaint.json            every sample's record without aa_probs, the true sequence, designed
+                               positions and window (`mdgen.sample_files.InpaintManifest`)
+  NAME_inpaint.csv             index, sequence, designed, recovery, xtc
 "sequence" is the built sequence (true identities at given residues, designed ones elsewhere);
 "predicted_sequence" is the model's argmax at every residue whose identity it generated, X elsewhere
 (a design model without sequence input predicts the flanks too, which measures flank recovery).
-File names in the JSON/CSV are relative to NAME_design.json, so the folder can move. There is no
+File names in the JSON/CSV are relative to NAME_inpaint.json, so the folder can move. There is no
 shared "topology": each sample's NAME_{i}.pdb carries its own designed residues.
 """
 
@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from mdgen.constants import RESTYPES, UNKNOWN_AATYPE
 from mdgen.sample_files import (
-    DESIGN_SUFFIX,
+    INPAINT_SUFFIX,
     NOT_PREDICTED,
-    DesignManifest,
-    DesignSampleRecord,
-    DesignWindowRecord,
-    read_design_sample,
+    InpaintManifest,
+    InpaintSampleRecord,
+    InpaintWindowRecord,
+    read_inpaint_sample,
 )
 from mdgen.sampling.decoding import designed_positions
 from mdgen.sampling.engine import WindowSampler, noise_seed, output_groups
@@ -43,7 +43,7 @@ from mdgen.tasks import TaskSpec
 
 
 @dataclass(frozen=True)
-class DesignWindow:
+class InpaintWindow:
     """The trajectory window that conditions the design."""
 
     name: str  # output stem
@@ -89,16 +89,16 @@ def sample_record(
     built: np.ndarray,
     sampled: np.ndarray,
     predicted: np.ndarray,
-    window: DesignWindow,
+    window: InpaintWindow,
     positions: Sequence[int],
     seed: int,
     aa_probs: np.ndarray | None,
     xtc: str,
-) -> DesignSampleRecord:
+) -> InpaintSampleRecord:
     """The record of one design: built (L,) and sampled (L,) identities, predicted (L,) bool mask,
     aa_probs (L, 20) or None; `xtc` is the file name of its trajectory."""
     recovery = float(np.mean(built[positions] == window.aatype[positions])) if positions else None
-    return DesignSampleRecord(
+    return InpaintSampleRecord(
         index=index,
         sequence=_letters(built),
         predicted_sequence=_letters(np.where(predicted, sampled, UNKNOWN_AATYPE)),
@@ -109,21 +109,21 @@ def sample_record(
     )
 
 
-def write_design_manifests(
+def write_inpaint_manifests(
     out_dir: Path,
-    window: DesignWindow,
+    window: InpaintWindow,
     positions: Sequence[int],
     task: TaskSpec,
     outputs: Sequence[TrajectoryOutput],
 ) -> Path:
-    """NAME_design.json and NAME_design.csv from the finished samples' records."""
+    """NAME_inpaint.json and NAME_inpaint.csv from the finished samples' records."""
     # xtc from the output itself: records of a run resumed from an older mdgen do not name it
-    samples = tuple(dataclasses.replace(read_design_sample(o.record), xtc=o.xtc.name) for o in outputs)
-    manifest = DesignManifest(
+    samples = tuple(dataclasses.replace(read_inpaint_sample(o.record), xtc=o.xtc.name) for o in outputs)
+    manifest = InpaintManifest(
         name=window.name,
         true_sequence=window.sequence,
         designed_positions=tuple(positions),
-        window=DesignWindowRecord(
+        window=InpaintWindowRecord(
             source=window.source,
             start_frame=window.start_frame,
             stride=window.stride,
@@ -133,25 +133,25 @@ def write_design_manifests(
         samples=samples,
     )
     write_csv(
-        out_dir / f"{window.name}_design.csv",
+        out_dir / f"{window.name}_inpaint.csv",
         ("index", "sequence", "designed", "recovery", "xtc"),
         [
             (s.index, s.sequence, "".join(s.sequence[p] for p in positions), s.recovery, s.xtc)
             for s in samples
         ],
     )
-    return write_json(out_dir / f"{window.name}{DESIGN_SUFFIX}", manifest.to_json())
+    return write_json(out_dir / f"{window.name}{INPAINT_SUFFIX}", manifest.to_json())
 
 
-def run_design(
+def run_inpaint(
     sampler: WindowSampler,
-    window: DesignWindow,
+    window: InpaintWindow,
     num_samples: int,
     base_seed: int,
     batch_size: int,
     out_dir: Path,
 ) -> OutputReport:
-    """Write NAME_{i} for every design not yet finished, then the NAME_design manifests."""
+    """Write NAME_{i} for every design not yet finished, then the NAME_inpaint manifests."""
     task = sampler.task
     num_residues = len(window.aatype)
     positions = designed_positions(task, num_residues)
@@ -181,7 +181,7 @@ def run_design(
                 outputs[i].write(
                     generated.atom14[row], generated.aatype[row], task.frame_interval_ps, record.to_json()
                 )
-    manifest = write_design_manifests(out_dir, window, positions, task, outputs)
+    manifest = write_inpaint_manifests(out_dir, window, positions, task, outputs)
     usage = sampler.usage - usage_before
     return window_outputs_report(
         window.name,
