@@ -9,7 +9,7 @@ dopri5 at rtol 1e-6 / atol 1e-8, the reference. The error of a setting is the RM
 from the reference's (tokens as `MDGenModule.sample` returns them: translations in Å), divided by the RMS
 of the reference tokens. It isolates what a JS distance
 against MD mixes with model error and sampling noise: how far a cheap solver lands from the ODE's
-solution. Settings are METHOD:NUM_STEPS[:GRID_POWER] (`mdgen.interpolant.solvers.time_grid`).
+solution. Settings are METHOD:NUM_STEPS[:GRID_POWER] (`mdgen.interpolant.ode_solvers.time_grid`).
 
 Writes --out (JSON) and the same stem with .md (table + command) and .png (error against evaluations).
 """

@@ -52,7 +52,7 @@ from mdgen.md.simulation import (
 from mdgen.sampling.engine import resolve_device
 from mdgen.sampling.request import SamplingRequest
 from mdgen.sampling.run import run_sampling
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.tasks import TaskSpec
 
 # The two OBC2 protocols of the reference data: ../shared/data (2 fs) and data/demo (HMR, 4 fs).

@@ -23,7 +23,7 @@ from mdgen.errors import UserError, user_errors
 from mdgen.files import sha256_of
 from mdgen.module import CHECKPOINT_KEY
 from mdgen.options import checked_fields
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 
 
 def export_checkpoint(

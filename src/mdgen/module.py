@@ -389,10 +389,10 @@ class MDGenModule(pl.LightningModule):
                 For design tasks `aatype` of the designed residues is ignored (only used if you compare).
             generator: torch.Generator on the module's device for the initial noise (seed it for
                 reproducible samples: `torch.Generator(device).manual_seed(base_seed + index)`).
-            method: one of `mdgen.interpolant.solvers.ODE_METHODS`; None: the task's (`task.ode_method`).
+            method: one of `mdgen.interpolant.ode_solvers.ODE_METHODS`; None: the task's (`task.ode_method`).
             num_steps: output grid points from t=0 to 1 (fixed-step solvers take num_steps - 1 steps);
                 None: the task's (`task.ode_num_steps`).
-            grid_power: spacing of that grid (1 uniform; `mdgen.interpolant.solvers.time_grid`); None: the
+            grid_power: spacing of that grid (1 uniform; `mdgen.interpolant.ode_solvers.time_grid`); None: the
                 task's (`task.ode_grid_power`).
             atol, rtol: tolerances of the adaptive solver.
             clamp_conditioned: keep the given tokens on their exact interpolant path and return them

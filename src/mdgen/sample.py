@@ -26,7 +26,7 @@ from mdgen.sampling.record import OutputDirectory
 from mdgen.sampling.report import RunReport
 from mdgen.sampling.request import SamplingRequest, request_fields
 from mdgen.sampling.run import run_sampling
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.tasks import TaskSpec
 
 

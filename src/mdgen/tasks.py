@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from mdgen.constants import UNKNOWN_AATYPE
-from mdgen.interpolant.solvers import ODE_METHODS
+from mdgen.interpolant.ode_solvers import ODE_METHODS
 from mdgen.tokens import token_width, tokens_from_features, torsion_slice, translation_slice
 
 
@@ -98,7 +98,7 @@ class TaskSpec:
         clamp_conditioned: at sampling, keep given tokens on their exact interpolant path (the original
             lets the model regenerate them).
         ode_method, ode_num_steps, ode_grid_power: the default sampler of this task (`mdgen.sample` uses it
-            unless a `sampler=` is given; `mdgen.sampling.solver.SolverOptions` explains the fields). The
+            unless a `sampler=` is given; `mdgen.sampling.sampler_options.SolverOptions` explains the fields). The
             original samples with dopri5, and its design model with Euler on 50 grid points.
         token_dim: continuous token width 7*K + 14; derived when omitted, checked when given (the model
             config interpolates `${task.token_dim}`).

@@ -128,7 +128,7 @@ def test_a_chain_longer_than_an_absolute_position_table_is_refused_before_any_wo
     from mdgen.sampling.inputs import SamplingInputError
     from mdgen.sampling.request import SamplingRequest
     from mdgen.sampling.run import run_sampling
-    from mdgen.sampling.solver import SolverOptions
+    from mdgen.sampling.sampler_options import SolverOptions
 
     cfg = compose_config(
         ["experiment=demo_forward", "model=tiny", "model.residue_pos_emb=table", "model.max_residues=4"]

@@ -281,7 +281,7 @@ def test_upsampling_refuses_windows_that_do_not_end_on_a_coarse_frame(upsample_c
     from mdgen.config import load_module
     from mdgen.sampling.request import SamplingRequest
     from mdgen.sampling.run import run_sampling
-    from mdgen.sampling.solver import SolverOptions
+    from mdgen.sampling.sampler_options import SolverOptions
 
     module = load_module(upsample_ckpt)
     module.task = dataclasses.replace(module.task, num_frames=2 * UPSAMPLE_INTERVAL)  # T = n*k
@@ -570,7 +570,7 @@ def test_export_stores_the_chosen_sampler_as_the_task_default(forward_ckpt, tmp_
     without a `sampler=`; the run's own task is left as it was in the stored config otherwise."""
     from mdgen.config import checkpoint_task
     from mdgen.export import export_checkpoint
-    from mdgen.sampling.solver import SolverOptions
+    from mdgen.sampling.sampler_options import SolverOptions
 
     heun = SolverOptions("heun", 4, grid_power=1.0)
     exported = export_checkpoint(forward_ckpt, tmp_path / "model.ckpt", default_sampler=heun)

@@ -20,7 +20,7 @@ from mdgen.model import MDGenNetwork
 from mdgen.module import MDGenModule
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.sampling.transition_paths import endpoints_from_frames, run_paths
 from mdgen.sampling.upsampling import UpsamplingLayout, run_upsampling
 from mdgen.tasks import TaskSpec

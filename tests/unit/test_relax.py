@@ -18,7 +18,7 @@ from mdgen.geometry import atom14_from_frames
 from mdgen.sampling.decoding import DecoderSettings
 from mdgen.sampling.engine import WindowSampler
 from mdgen.sampling.relax import FrameRelaxer, RelaxSettings
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
 from mdgen.trajectory_files import read_trajectory, write_trajectory

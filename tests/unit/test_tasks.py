@@ -195,7 +195,7 @@ def test_translation_scale_must_be_positive():
 def test_the_task_default_sampler_fills_only_the_fields_not_given():
     """`SolverOptions.of_task`: a sampler field given on the command line replaces the task's; the others
     stay the task's (a bug that took every field from either side breaks one of the three cases)."""
-    from mdgen.sampling.solver import SolverOptions
+    from mdgen.sampling.sampler_options import SolverOptions
 
     task = forward_task(ode_method="euler", ode_num_steps=50, ode_grid_power=1.5)
     assert SolverOptions.of_task(task) == SolverOptions("euler", 50, grid_power=1.5)

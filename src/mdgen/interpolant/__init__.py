@@ -4,6 +4,7 @@ Knows nothing about proteins; tensors are (B, ...) with a per-sample time t (B,)
 """
 
 from mdgen.interpolant.dirichlet import DirichletFlow, dirichlet_c_factor, regularized_incomplete_beta
+from mdgen.interpolant.ode_solvers import ODESolution, solve_ode
 from mdgen.interpolant.probability_paths import (
     AffinePath,
     GVPPath,
@@ -12,7 +13,6 @@ from mdgen.interpolant.probability_paths import (
     Schedule,
     masked_mse,
 )
-from mdgen.interpolant.solvers import ODESolution, solve_ode
 
 __all__ = [
     "AffinePath",

@@ -29,7 +29,7 @@ from mdgen.sampling.decoding import (
     identities_to_build,
     window_frames,
 )
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.tasks import TaskSpec
 from mdgen.tokens import frame_features
 

@@ -36,7 +36,7 @@ from mdgen.sampling.modes import FORWARD, INPAINT, INTERP, UPSAMPLE
 from mdgen.sampling.record import OutputDirectory
 from mdgen.sampling.report import SUMMARY_FILE, OutputReport, RunReport, write_summary
 from mdgen.sampling.request import SamplingRequest, check_options_for_mode
-from mdgen.sampling.solver import SolverOptions
+from mdgen.sampling.sampler_options import SolverOptions
 from mdgen.sampling.transition_paths import (
     choose_transition,
     endpoints_from_frames,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from mdgen.interpolant.solvers import ODE_METHODS
+from mdgen.interpolant.ode_solvers import ODE_METHODS
 from mdgen.tasks import TaskSpec
 
 
@@ -16,7 +16,7 @@ class SolverOptions:
 
     ``num_steps`` is the number of flow-time points: fixed-step methods take ``num_steps - 1`` steps (the
     original's grid of 50 points, 49 Euler steps), spaced by ``grid_power`` (1: uniform, the original's;
-    above 1: shorter steps towards the data end, `mdgen.interpolant.solvers.time_grid`); dopri5 is
+    above 1: shorter steps towards the data end, `mdgen.interpolant.ode_solvers.time_grid`); dopri5 is
     adaptive and uses only ``atol``/``rtol``.
     """
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mdgen.interpolant import solve_ode
-from mdgen.interpolant.solvers import adams_bashforth2, time_grid
+from mdgen.interpolant.ode_solvers import adams_bashforth2, time_grid
 
 
 @pytest.mark.parametrize("method", ["dopri5", "euler", "heun", "ab2"])
