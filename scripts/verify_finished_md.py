@@ -1,4 +1,4 @@
-"""Check every finished peptide of simulate output directories with `mdgen.data.simulate.verify_finished`.
+"""Check every finished peptide of simulate output directories with `mdgen.md.simulation.verify_finished`.
 
 The check `mdgen.simulate` makes before it skips a finished peptide (info.json record, atom count of the
 PDB, frame counts and time stamps of NAME.xtc and NAME_fine.xtc). Read-only. Figure of
@@ -10,7 +10,7 @@ Usage: python scripts/verify_finished_md.py DIR [DIR ...]   e.g. data/demo/md da
 import sys
 from pathlib import Path
 
-from mdgen.data.simulate import verify_finished
+from mdgen.md.simulation import verify_finished
 
 
 def main(dirs: list[str]) -> int:

@@ -67,7 +67,7 @@ def test_the_evaluator_reads_what_the_sampler_writes(tmp_path):
 
 
 def test_design_writer_and_evaluator_agree(tmp_path):
-    """sampling.design writes per-sample records and the manifest; evaluation.design parses it.
+    """sampling.inpaint writes per-sample records and the manifest; evaluation.inpaint parses it.
     Expected recoveries by hand: truth AKIR, designed positions 1, 2."""
     window = InpaintWindow("AKIR", np.zeros((3, 4, 14, 3)), np.array([0, 11, 9, 1]), "in.xtc", 5, 2)
     task = TaskSpec("inpaint", num_frames=3, frame_interval_ps=10.0, cond_residues=(0, 3), design=True)
