@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cli_runner import run_main
+from mdgen.analysis.loading import EvaluationInputError
+from mdgen.evaluation.inpaint import endpoint_states, read_inpaint_spec
 from mdgen.sampling.modes import INPAINT
 from mdgen.sampling.request import SamplingRequest
 
@@ -73,3 +77,22 @@ def test_evaluate_task_design_and_old_manifests_are_inpaint_with_one_warning_lin
         name: result["rows"]["samples"]["designed_recovery"] for name, result in metrics["peptides"].items()
     }
     assert recovery == {"AKIR": 0.5, "GWEK": 0.75}
+
+
+def test_inpaint_errors_name_the_manifest_file_that_was_read(tmp_path):
+    """Catches the error text naming NAME_inpaint.json (or the old hard-coded NAME_design.json) for a
+    file that was read under the other name."""
+    for suffix in ("_design.json", "_inpaint.json"):
+        path = tmp_path / f"AKIR{suffix}"
+        path.write_text(
+            json.dumps(
+                {
+                    "true_sequence": "AKIR",
+                    "designed_positions": [1, 2],
+                    "start_state": 0,
+                    "samples": [{"sequence": "AKIR", "xtc": "AKIR_0.xtc"}],
+                }
+            )
+        )
+        with pytest.raises(EvaluationInputError, match=rf"^AKIR{suffix}: samples have trajectories but no"):
+            endpoint_states(read_inpaint_spec(path), reference=None, state_settings=None)

@@ -42,7 +42,7 @@ from mdgen.analysis.loading import (
     match_atoms,
 )
 from mdgen.analysis.msm import StateModelSettings, reference_state_model
-from mdgen.sample_files import NOT_PREDICTED, read_inpaint_manifest
+from mdgen.sample_files import INPAINT_SUFFIX, NOT_PREDICTED, read_inpaint_manifest
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class InpaintSpec:
     start_state: int | None
     end_state: int | None
     topology: Path | None
+    manifest: Path | None = None  # the file read (NAME_inpaint.json, or an older mdgen's NAME_design.json)
 
     @property
     def conditioning_positions(self) -> tuple[int, ...]:
@@ -83,6 +84,7 @@ def read_inpaint_spec(path: Path) -> InpaintSpec:
         topology=path.parent / file_in_manifest_dir(path, manifest.topology, "topology")
         if manifest.topology
         else None,
+        manifest=path,
     )
 
 
@@ -166,17 +168,21 @@ class InpaintPeptideResult:
     rows: dict[str, InpaintScores]  # one row, "samples"
 
 
+def _manifest_name(spec: InpaintSpec) -> str:
+    return spec.manifest.name if spec.manifest is not None else f"{spec.name}{INPAINT_SUFFIX}"
+
+
 def endpoint_states(
     spec: InpaintSpec, reference: TrajectoryGroup, state_settings: StateModelSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """First- and last-frame metastable states (S,) of every sample trajectory under the reference model."""
     if spec.topology is None:
-        raise EvaluationInputError(f"{spec.name}_design.json: samples have trajectories but no 'topology'")
+        raise EvaluationInputError(f"{_manifest_name(spec)}: samples have trajectories but no 'topology'")
     definitions, model = reference_state_model(reference, state_settings)
     starts, ends = [], []
     for sample in spec.samples:
         if sample.trajectory is None:
-            raise EvaluationInputError(f"{spec.name}_design.json: some samples have an 'xtc' and some do not")
+            raise EvaluationInputError(f"{_manifest_name(spec)}: some samples have an 'xtc' and some do not")
         traj = load_trajectory(spec.topology, sample.trajectory)
         _, traj = match_atoms(reference.trajectories[0], traj, sample.trajectory)
         states = model.states(cos_sin(torsion_angles(traj[[0, -1]], definitions)))
