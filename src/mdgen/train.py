@@ -116,7 +116,11 @@ def train(cfg: DictConfig) -> float | None:
             trainer.save_checkpoint(checkpoint_dir / "last.ckpt", weights_only=False)
     metric = trainer.callback_metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
     if metric is None:
-        log.warning("optimized_metric %r was not logged; returning None", cfg.get("optimized_metric"))
+        log.warning(
+            "optimized_metric %r was not logged (no validation ran before the run stopped? see "
+            "trainer.check_val_every_n_epoch, trainer.val_check_interval); returning None",
+            cfg.get("optimized_metric"),
+        )
         return None
     return float(metric)
 
