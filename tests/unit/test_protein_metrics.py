@@ -31,6 +31,7 @@ from mdgen.evaluation.proteins import (
 
 VILLIN_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "villin" / "villin"
 FAST = ProteinSettings(sasa_sphere_points=100)  # fewer SASA points: same definitions, ~10x cheaper
+CHEAPEST = ProteinSettings(sasa_sphere_points=12)  # where exposure is compared only with itself
 DISPLACED_RESIDUE = 23  # TRP24, mid-chain
 SCALARS = [f.name for f in fields(ProteinScores) if f.name not in ("md_rmsf_A", "generated_rmsf_A")]
 
@@ -197,9 +198,9 @@ def test_rigid_motion_of_the_generated_frames_changes_nothing(self_scores, repli
 def test_a_rigidly_moved_replica_leaves_every_replica_row_unchanged(replicas, structure):
     """Replica 3 moved rigidly: the three "replica i vs rest" rows are unchanged, and they differ from
     one another (each scores another replica against another rest)."""
-    rows = replica_rows(group(*replicas), structure, FAST)
+    rows = replica_rows(group(*replicas), structure, CHEAPEST)
     assert list(rows) == [replica_row(1), replica_row(2), replica_row(3)]
-    moved = replica_rows(group(replicas[0], replicas[1], rigidly_moved(replicas[2], 2)), structure, FAST)
+    moved = replica_rows(group(replicas[0], replicas[1], rigidly_moved(replicas[2], 2)), structure, CHEAPEST)
     for row in rows:
         assert_scores_close(moved[row], rows[row])
     assert rows[replica_row(1)].rmwd_A != pytest.approx(rows[replica_row(2)].rmwd_A)
@@ -295,15 +296,25 @@ def test_md_pca_projections_against_a_covariance_eigendecomposition(replicas, st
     np.testing.assert_allclose(moved.generated, projections.generated, atol=1e-3)
 
 
-def test_analyse_protein_gives_every_row_and_both_figures(replicas, structure, tmp_path):
+@pytest.fixture(scope="module")
+def analysis(replicas, structure):
+    """Replicas 1-3 as MD, replica 2 rigidly moved as generated."""
+    return analyse_protein(
+        "villin", group(*replicas), group(rigidly_moved(replicas[1], 6)), structure, CHEAPEST
+    )
+
+
+def test_analyse_protein_gives_every_row_and_the_pca_projections(analysis, replicas, structure):
     """The analysis evaluate draws from: the generated row, one row per replica, the MD-PC projections
-    of the same frames; write_figures writes the RMSF and the PCA figure."""
-    reference, generated = group(*replicas), group(rigidly_moved(replicas[1], 6))
-    analysis = analyse_protein("villin", reference, generated, structure, FAST)
+    of the same frames."""
     assert list(analysis.result.rows) == ["generated", replica_row(1), replica_row(2), replica_row(3)]
     gen_rmsf = analysis.result.rows["generated"].generated_rmsf_A
     np.testing.assert_allclose(gen_rmsf, golden_rmsf_A(replicas[1], structure), atol=2e-3)
     np.testing.assert_allclose(analysis.projections.generated, analysis.projections.md[1], atol=1e-3)
+
+
+@pytest.mark.slow  # matplotlib: ~1-2 s for the two figures
+def test_write_figures_writes_the_rmsf_and_the_pca_figure(analysis, tmp_path):
     paths = write_figures(analysis, tmp_path / "plots")
     assert [p.name for p in paths] == ["villin_rmsf.png", "villin_pca.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
