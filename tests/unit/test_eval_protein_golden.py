@@ -19,7 +19,6 @@ Each test names the realistic one-line bug it catches (each was planted in a cop
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import mdtraj as md
 import numpy as np
@@ -27,7 +26,6 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import mutual_info_score
 
-from mdgen.analysis.loading import TrajectoryGroup, load_trajectory
 from mdgen.evaluation.proteins import (
     ProteinSettings,
     ca_links,
@@ -42,8 +40,8 @@ from mdgen.evaluation.proteins import (
     rmwd,
     score_protein,
 )
+from villin import group, villin_replicas, villin_structure
 
-VILLIN_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "villin" / "villin"
 # 50 SASA points instead of 960: the definitions are the same and the golden values use the same count
 SETTINGS = ProteinSettings(sasa_sphere_points=50)
 EXPOSURE_NM2 = SETTINGS.exposure_threshold_nm2
@@ -51,19 +49,12 @@ EXPOSURE_NM2 = SETTINGS.exposure_threshold_nm2
 
 @pytest.fixture(scope="module")
 def structure() -> md.Trajectory:
-    return load_trajectory(VILLIN_DIR / "villin.pdb")
+    return villin_structure()
 
 
 @pytest.fixture(scope="module")
 def replicas() -> list[md.Trajectory]:
-    return [
-        load_trajectory(VILLIN_DIR / "villin.pdb", VILLIN_DIR / f"villin_prod_R{i}_fit.xtc")
-        for i in (1, 2, 3)
-    ]
-
-
-def group(*trajectories: md.Trajectory) -> TrajectoryGroup:
-    return TrajectoryGroup.from_trajectories(list(trajectories), "villin")
+    return villin_replicas()
 
 
 # ---- independent computations ------------------------------------------------------------------------

@@ -9,13 +9,11 @@ displaced residue (its RMSF and its contacts change, the others' contacts do not
 """
 
 from dataclasses import fields
-from pathlib import Path
 
 import mdtraj as md
 import numpy as np
 import pytest
 
-from mdgen.analysis.loading import TrajectoryGroup, load_trajectory
 from mdgen.evaluation.proteins import (
     ProteinScores,
     ProteinSettings,
@@ -28,8 +26,8 @@ from mdgen.evaluation.proteins import (
     score_protein,
     write_figures,
 )
+from villin import group, villin_replicas, villin_structure
 
-VILLIN_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "villin" / "villin"
 FAST = ProteinSettings(sasa_sphere_points=100)  # fewer SASA points: same definitions, ~10x cheaper
 CHEAPEST = ProteinSettings(sasa_sphere_points=12)  # where exposure is compared only with itself
 DISPLACED_RESIDUE = 23  # TRP24, mid-chain
@@ -38,19 +36,12 @@ SCALARS = [f.name for f in fields(ProteinScores) if f.name not in ("md_rmsf_A", 
 
 @pytest.fixture(scope="module")
 def structure() -> md.Trajectory:
-    return load_trajectory(VILLIN_DIR / "villin.pdb")
+    return villin_structure()
 
 
 @pytest.fixture(scope="module")
 def replicas() -> list[md.Trajectory]:
-    return [
-        load_trajectory(VILLIN_DIR / "villin.pdb", VILLIN_DIR / f"villin_prod_R{i}_fit.xtc")
-        for i in (1, 2, 3)
-    ]
-
-
-def group(*trajectories: md.Trajectory) -> TrajectoryGroup:
-    return TrajectoryGroup.from_trajectories(list(trajectories), "villin")
+    return villin_replicas()
 
 
 def with_xyz(traj: md.Trajectory, xyz: np.ndarray) -> md.Trajectory:
