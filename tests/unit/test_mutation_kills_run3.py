@@ -27,6 +27,7 @@ from mdgen.evaluation.decorrelation import (
     RelaxationTime,
     dynamical_content,
     log_relaxation_correlation,
+    relaxation_time,
 )
 from mdgen.interpolant.dirichlet import DirichletFlow
 from mdgen.tasks import TaskSpec
@@ -371,3 +372,25 @@ def test_forward_rows_hold_normalised_populations_and_per_residue_pair_scores(fo
         n_frames = analysis.scores.n_frames
         assert analysis.angles.shape[0] == n_frames and analysis.tica.shape[0] == n_frames, row
         assert analysis.decorrelation.lags_ps[0] == 0.0, row
+
+
+def test_relaxation_correlation_is_the_off_diagonal_pearson_r():
+    """Catches the diagonal [1, 1] of the correlation matrix (always 1) returned instead of [0, 1]:
+    times 1, 10, 100 ps against 100, 10, 1 ps are perfectly anti-correlated in log10 (r = -1)."""
+    r, n = log_relaxation_correlation(
+        [_relax(1.0), _relax(10.0), _relax(100.0)], [_relax(100.0), _relax(10.0), _relax(1.0)]
+    )
+    assert n == 3 and r == pytest.approx(-1.0)
+
+
+def test_relaxation_time_keeps_the_longest_lag_and_nan_for_every_status():
+    """Catches max_lag_ps or the NaN time of a censored torsion left None (the report writes both):
+    C = exp(-t / 10 ps) crosses 1/e at 10 ps; C = 1 never does; an all-NaN curve is a static torsion."""
+    lags = np.arange(41) * 1.0  # 0..40 ps
+    measured = relaxation_time(np.exp(-lags / 10.0), lags)
+    censored = relaxation_time(np.ones(41), lags)
+    static = relaxation_time(np.full(41, np.nan), lags)
+    assert (measured.status, censored.status, static.status) == ("measured", "censored", "static")
+    assert measured.time_ps == pytest.approx(10.0, abs=0.1)  # linear interpolation between 10 and 11 ps
+    assert math.isnan(censored.time_ps) and math.isnan(static.time_ps)
+    assert measured.max_lag_ps == censored.max_lag_ps == static.max_lag_ps == 40.0
