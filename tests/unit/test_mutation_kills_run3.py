@@ -222,14 +222,18 @@ def test_build_inputs_pass_the_padding_mask_and_residue_index_to_the_network():
 
 
 def test_a_missing_side_chain_atom_masks_only_the_chi_angles_that_use_it():
-    """Catches the all() over the wrong axis of the (L, 4 chi, 4 atom) gather: Lys without CE loses
-    chi3 (CB-CG-CD-CE) and chi4 (CG-CD-CE-NZ) but keeps chi1 (N-CA-CB-CG) and chi2 (CA-CB-CG-CD)."""
-    aatype = torch.tensor(rc.aatype_from_sequence("AKAA"))
+    """Catches the all() over the chi axis instead of the atom axis of the (L, 4 chi, 4 atom) gather.
+    Lys without CE loses chi3 (CB-CG-CD-CE) and chi4 (CG-CD-CE-NZ), keeps chi1 (N-CA-CB-CG) and chi2
+    (CA-CB-CG-CD); Ile without CD1 loses chi2 (CA-CB-CG1-CD1), keeps chi1 (N-CA-CB-CG1). (Lys alone
+    cannot tell the axes apart: its chi atoms are a sliding window, so the 4 x 4 table is symmetric.)"""
+    aatype = torch.tensor(rc.aatype_from_sequence("AKIA"))
     atom14_mask = torch.from_numpy(rc.ATOM14_MASK[aatype.numpy()]).clone().bool()  # (4, 14)
     atom14_mask[1, rc.ATOM14_NAMES["LYS"].index("CE")] = False
+    atom14_mask[2, rc.ATOM14_NAMES["ILE"].index("CD1")] = False
     atom14 = torch.randn(4, 14, 3, generator=torch.Generator().manual_seed(0))
     mask = g.torsion_angles(atom14, aatype, atom14_mask=atom14_mask)[1]  # (4, 7)
     assert mask[1, 3:].tolist() == [True, True, False, False]
+    assert mask[2, 3:].tolist() == [True, False, False, False]
 
 
 def test_a_zero_quaternion_gives_a_finite_rotation():
