@@ -71,7 +71,7 @@ def test_a_masked_all_zero_torsion_pair_decodes_to_zero_not_nan():
     token[..., 7:9] = torch.tensor([0.6, 0.8])  # omega present, already unit
     _, _, torsions = tokens.features_from_tokens(token, torch.eye(3)[None], torch.zeros(1, 3))
     assert torch.equal(torsions[0, 0, 1:], torch.zeros(6, 2))  # masked pairs stay exactly zero
-    torch.testing.assert_close(torsions[0, 0, 0], torch.tensor([0.6, 0.8]))
+    assert torch.allclose(torsions[0, 0, 0], torch.tensor([0.6, 0.8]))
 
 
 def _peptide_bond_lengths(atom14: torch.Tensor) -> torch.Tensor:
@@ -316,11 +316,14 @@ def test_md_rows_as_long_as_the_replica_are_kept_and_as_long_as_the_reference_om
     assert set(rows) == {"MD 59 ps"} and set(omitted) == {"MD 60 ps"}
 
 
-@pytest.fixture(scope="module")
-def forward_analysis(tmp_path_factory):
-    """One small forward evaluation (about 1 s): AKIR moving between three backbone states, reference
-    300 frames x 10 ps, two 100-frame rollouts, a 100-frame replica supplying the MD 500 ps row."""
-    frame = peptide_frame(tmp_path_factory.mktemp("akir"))
+@pytest.fixture
+def forward_analysis(tmp_path):
+    """One small forward evaluation (about 0.5 s): AKIR moving between three backbone states, reference
+    300 frames x 10 ps, two 100-frame rollouts, a 100-frame replica supplying the MD 500 ps row.
+
+    Function scope on purpose: mutmut maps a mutated function only to the test during which it first
+    ran, so a module-scoped fixture would hide the second test from the mutants it kills."""
+    frame = peptide_frame(tmp_path)
     chain = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
     rng = np.random.default_rng(5)
 
