@@ -401,3 +401,31 @@ def test_relaxation_time_keeps_the_longest_lag_and_nan_for_every_status():
     assert measured.time_ps == pytest.approx(10.0, abs=0.1)  # linear interpolation between 10 and 11 ps
     assert math.isnan(censored.time_ps) and math.isnan(static.time_ps)
     assert measured.max_lag_ps == censored.max_lag_ps == static.max_lag_ps == 40.0
+
+
+def test_forward_notes_say_when_md_rows_are_reference_prefixes_and_how_far_decorrelation_reached(tmp_path):
+    """Catches the report notes' texts and numbers: without a replica the MD rows are prefixes of the
+    reference; a 100-frame x 10 ps reference gives decorrelation lags up to half its length, 500 ps,
+    short of the 2000 ps asked for (the note must name 500, not the first or second-to-last lag)."""
+    frame = peptide_frame(tmp_path)
+    chain = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
+    rng = np.random.default_rng(6)
+
+    def group(n_frames: int, source: str) -> TrajectoryGroup:
+        trajectory = peptide_trajectory(frame, markov_chain(chain, n_frames, rng), rng)
+        return TrajectoryGroup.from_trajectories([trajectory], source)
+
+    settings = forward.ForwardSettings(
+        decorrelation_max_lag_ps=2000.0,
+        md_truncations_ps=(200.0,),
+        state_model=StateModelSettings(tica_lag_ps=20.0, msm_lag_ps=20.0, n_clusters=5, n_metastable=2),
+    )
+    result = forward.evaluate_forward(
+        "AKIR", group(50, "rollout"), group(100, "reference"), None, settings
+    ).result
+    assert set(result.rows) == {forward.GENERATED, forward.TRIVIAL_BASELINE, "MD 200 ps"}
+    assert (
+        "MD rows are prefixes of the reference itself (optimistic); pass replica_dir= for independent MD"
+        in (result.notes)
+    )
+    assert "reference decorrelation limited to 500 ps (half its length) instead of 2000 ps" in result.notes
