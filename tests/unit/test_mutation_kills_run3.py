@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
+from eval_peptide import STATE_TORSIONS, markov_chain, peptide_frame, peptide_trajectory
 from mdgen import constants as rc
 from mdgen import geometry as g
 from mdgen import tokens
 from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation import forward
+from mdgen.evaluation.baselines import set_backbone_torsions
 from mdgen.evaluation.decorrelation import (
     DecorrelationCurves,
     RelaxationTime,
@@ -429,3 +430,39 @@ def test_forward_notes_say_when_md_rows_are_reference_prefixes_and_how_far_decor
         in (result.notes)
     )
     assert "reference decorrelation limited to 500 ps (half its length) instead of 2000 ps" in result.notes
+
+
+def _one_moving_torsion(frame, n_frames: int, jumps: bool, rng: np.random.Generator) -> TrajectoryGroup:
+    """AKIR with only phi(2) moving, 10 ps frames: jumping between exactly -70 and 60 deg (its cos/sin
+    lie on one line: one TICA component), or a random walk (cos/sin fill an arc: two components)."""
+    angles = np.repeat(STATE_TORSIONS[:1], n_frames, axis=0)
+    if jumps:
+        states = np.cumsum(rng.random(n_frames) < 0.1) % 2
+        angles[:, 1] = np.where(states == 0, np.radians(-70.0), np.radians(60.0))
+    else:
+        angles[:, 1] = np.radians(-70.0) + np.cumsum(rng.standard_normal(n_frames)) * 0.1
+    moved = set_backbone_torsions(
+        md.Trajectory(np.repeat(frame.xyz[:1], n_frames, axis=0), frame.topology), angles
+    )
+    moved.time = np.arange(1, n_frames + 1) * 10.0
+    return TrajectoryGroup.from_trajectories([moved], "one torsion")
+
+
+@pytest.mark.parametrize(("jumps", "components"), [(True, 1), (False, 2)])
+def test_tica01_jsd_needs_two_tica_components_and_is_nan_with_one(tmp_path, jumps, components):
+    """Catches the TICA-0,1 JSD computed with a single component (or a crash building its NaN), and the
+    two-component threshold moved to three (NaN although there are exactly two components)."""
+    frame, rng = peptide_frame(tmp_path), np.random.default_rng(0)
+    settings = forward.ForwardSettings(
+        decorrelation_max_lag_ps=50.0,
+        md_truncations_ps=(),
+        state_model=StateModelSettings(tica_lag_ps=20.0, msm_lag_ps=20.0, n_clusters=5, n_metastable=2),
+    )
+    samples, reference = (
+        _one_moving_torsion(frame, 100, jumps, rng),
+        _one_moving_torsion(frame, 300, jumps, rng),
+    )
+    analysis = forward.evaluate_forward("AKIR", samples, reference, None, settings)
+    assert analysis.reference.tica.shape[1] == components
+    tica01 = analysis.result.rows[forward.GENERATED].tica01_jsd
+    assert math.isnan(tica01) if components == 1 else 0.0 <= tica01 <= 1.0
