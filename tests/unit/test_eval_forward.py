@@ -6,7 +6,13 @@ import pytest
 from eval_peptide import markov_chain, peptide_frame, peptide_trajectory
 from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.analysis.msm import StateModelSettings
-from mdgen.evaluation.forward import GENERATED, TRIVIAL_BASELINE, ForwardSettings, evaluate_forward
+from mdgen.evaluation.forward import (
+    GENERATED,
+    TRIVIAL_BASELINE,
+    ForwardSettings,
+    evaluate_forward,
+    md_truncations,
+)
 
 CHAIN = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
 SETTINGS = ForwardSettings(
@@ -64,3 +70,12 @@ def test_replica_supplies_the_md_rows(frame):
     result = evaluate_forward("AKIR", _group(frame, 1), _group(frame, 0), replica, SETTINGS).result
     assert result.rows["MD 1 ns"].source == "synthetic-2[:1000 ps]"
     assert "longer than the replica" in result.omitted_rows["MD 100 ns"]
+
+
+def test_an_md_row_of_one_frame_is_omitted_with_its_reason_not_a_failed_peptide(frame):
+    """benchmarks/equal_cost_quality.py on a loaded machine asked for 10 ps of MD (one 10 ps frame): the
+    decorrelation curve refused it and the whole peptide failed. Now that row alone is omitted."""
+    reference = _group(frame, 0)
+    rows, omitted = md_truncations(reference, None, (10.0, 20.0))
+    assert set(rows) == {"MD 20 ps"} and rows["MD 20 ps"].n_frames == 2
+    assert "1 frame(s) of MD" in omitted["MD 10 ps"]

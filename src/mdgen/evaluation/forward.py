@@ -214,6 +214,10 @@ class ForwardAnalysis:
     candidates: dict[str, CandidateAnalysis]
 
 
+# An MD row needs one lag of its decorrelation curve (`decorrelation_curves`: half its frames >= 1).
+MIN_MD_ROW_FRAMES = 2
+
+
 def md_truncations(
     reference: TrajectoryGroup, replica: TrajectoryGroup | None, lengths_ps: tuple[float, ...]
 ) -> tuple[dict[str, TrajectoryGroup], dict[str, str]]:
@@ -229,7 +233,14 @@ def md_truncations(
                 f"not shorter than the reference MD ({reference.duration_ps:g} ps) it is compared with"
             )
         else:
-            rows[name] = source.truncated(length)
+            row = source.truncated(length)
+            if row.n_frames < MIN_MD_ROW_FRAMES:  # e.g. MD of the cost of a fast sampler on a slow machine
+                omitted[name] = (
+                    f"{row.n_frames} frame(s) of MD: too short for a decorrelation curve "
+                    f"(at least {MIN_MD_ROW_FRAMES} frames)"
+                )
+            else:
+                rows[name] = row
     return rows, omitted
 
 
