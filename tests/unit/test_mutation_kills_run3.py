@@ -22,16 +22,19 @@ from mdgen import tokens
 from mdgen.analysis.loading import TrajectoryGroup
 from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation import forward
-from mdgen.evaluation.baselines import set_backbone_torsions
+from mdgen.evaluation.baselines import hold_coarse_frames, interpolate_coarse_frames, set_backbone_torsions
 from mdgen.evaluation.decorrelation import (
     DecorrelationCurves,
     RelaxationTime,
     dynamical_content,
     log_relaxation_correlation,
+    log_spaced_lags,
     relaxation_time,
 )
+from mdgen.evaluation.upsampling import UpsamplingSettings, evaluate_upsampling, score_upsampling
 from mdgen.interpolant.dirichlet import DirichletFlow
 from mdgen.tasks import TaskSpec
+from mdgen.timesteps import TimeStepError
 from mdgen.trajectory_files import read_trajectory
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "trajectories"
@@ -466,3 +469,62 @@ def test_tica01_jsd_needs_two_tica_components_and_is_nan_with_one(tmp_path, jump
     assert analysis.reference.tica.shape[1] == components
     tica01 = analysis.result.rows[forward.GENERATED].tica01_jsd
     assert math.isnan(tica01) if components == 1 else 0.0 <= tica01 <= 1.0
+
+
+def test_log_spaced_lags_keep_the_count_and_the_one_frame_lag():
+    """Catches the count dropped (numpy's default 50 points) and lags of one frame excluded: 3 lags
+    from 1 to 100 ps at 1 ps frames are 1, 10 and 100 ps."""
+    assert log_spaced_lags(1.0, 100.0, 1.0, 3).tolist() == [1.0, 10.0, 100.0]
+
+
+def test_coarse_frame_baselines_keep_the_topology():
+    """Catches held / interpolated baseline trajectories built without a topology."""
+    coarse = _group(3, 10.0, "coarse").trajectories[0]
+    assert hold_coarse_frames(coarse, 2, 5.0).topology == coarse.topology
+    assert interpolate_coarse_frames(coarse, 2, 5.0).topology == coarse.topology
+
+
+def _curves(*columns: list[float]) -> DecorrelationCurves:
+    """C(tau) at 0, 1, 10 ps (one column per torsion), linearly interpolated on the 1 ps grid 0..10 ps."""
+    lags = np.arange(11.0)
+    knots = np.array([0.0, 1.0, 10.0])
+    return DecorrelationCurves(lags, np.stack([np.interp(lags, knots, c) for c in columns], axis=1))
+
+
+def test_upsampling_scores_ratio_of_drops_between_fine_and_coarse_lags():
+    """R = candidate drop / reference drop of C between 1 ps and 10 ps, for torsions whose reference
+    drop reaches min_reference_drop (0.25, inclusive). Torsion a: 0.25 / 0.5 = 0.5; b: drop exactly
+    0.25, R = 1; c: reference drop 0.125, not scored (NaN). Catches `|` for `&`, `>` for `>=`, the
+    median always NaN, and the per-torsion / median fields left None."""
+    reference = _curves([1.0, 1.0, 0.5], [1.0, 1.0, 0.75], [1.0, 1.0, 0.875])
+    candidate = _curves([1.0, 1.0, 0.75], [1.0, 1.0, 0.75], [1.0, 1.0, 0.5])
+    settings = UpsamplingSettings(coarse_interval_ps=10.0, n_log_lags=3, min_reference_drop=0.25)
+    scores = score_upsampling(reference, candidate, ("a", "b", "c"), 1.0, 10.0, settings)
+    per_torsion = scores.recovered_fraction_per_torsion
+    assert (per_torsion["a"], per_torsion["b"]) == (0.5, 1.0) and math.isnan(per_torsion["c"])
+    assert (scores.recovered_fraction, scores.recovered_fraction_median) == (0.75, 0.75)
+    assert (scores.n_torsions_scored, scores.n_torsions_excluded) == (2, 1)
+
+
+def test_upsampling_scores_without_a_scored_torsion_or_a_finite_curve_are_nan():
+    """Catches float(None) / float("XXnanXX") where nothing can be scored: no reference drop reaches
+    0.9, and static torsions (all-NaN curves) leave no finite curve difference."""
+    settings = UpsamplingSettings(coarse_interval_ps=10.0, n_log_lags=3, min_reference_drop=0.9)
+    curves = _curves([1.0, 1.0, 0.5])
+    scores = score_upsampling(curves, curves, ("a",), 1.0, 10.0, settings)
+    assert math.isnan(scores.recovered_fraction) and math.isnan(scores.recovered_fraction_median)
+    static = _curves([np.nan, np.nan, np.nan])
+    assert math.isnan(score_upsampling(static, static, ("a",), 1.0, 10.0, settings).curve_mean_abs_difference)
+
+
+def test_a_coarse_interval_off_the_frame_grid_names_the_option_and_the_file():
+    """Catches the refusal naming no option (None / upper case / XX) or no source: 15 ps is not a whole
+    number of the reference's 10 ps frames, nor 20 ps of the samples' 3 ps frames."""
+    reference, samples = _group(20, 10.0, "ref.xtc"), _group(20, 5.0, "samples.xtc")
+    with pytest.raises(TimeStepError, match=re.escape("ref.xtc: coarse_interval_ps=15.0 ps is not a whole")):
+        evaluate_upsampling("AKIR", samples, reference, UpsamplingSettings(coarse_interval_ps=15.0))
+    samples = _group(20, 3.0, "samples.xtc")
+    with pytest.raises(
+        TimeStepError, match=re.escape("samples.xtc: coarse_interval_ps=20.0 ps is not a whole")
+    ):
+        evaluate_upsampling("AKIR", samples, reference, UpsamplingSettings(coarse_interval_ps=20.0))
