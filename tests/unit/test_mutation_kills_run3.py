@@ -528,3 +528,31 @@ def test_a_coarse_interval_off_the_frame_grid_names_the_option_and_the_file():
         TimeStepError, match=re.escape("samples.xtc: coarse_interval_ps=20.0 ps is not a whole")
     ):
         evaluate_upsampling("AKIR", samples, reference, UpsamplingSettings(coarse_interval_ps=20.0))
+
+
+@pytest.mark.parametrize("samples_step_ps", [2.0, 1.0])
+def test_upsampling_result_describes_its_windows_and_notes_a_different_sample_timestep(
+    tmp_path, samples_step_ps
+):
+    """Catches result fields left None (name, fine timestep, coarse interval, reference length, notes,
+    the reference curves for the plots) and the timestep note written when the steps agree (or written
+    without text when they differ): reference 200 frames x 2 ps, coarse input every 10 ps."""
+    frame, rng = peptide_frame(tmp_path), np.random.default_rng(1)
+    chain = np.array([[0.9, 0.08, 0.02], [0.1, 0.85, 0.05], [0.05, 0.05, 0.9]])
+
+    def group(n_frames: int, step_ps: float, source: str) -> TrajectoryGroup:
+        traj = peptide_trajectory(frame, markov_chain(chain, n_frames, rng), rng, timestep_ps=step_ps)
+        return TrajectoryGroup.from_trajectories([traj], source)
+
+    settings = UpsamplingSettings(coarse_interval_ps=10.0, curve_max_lag_ps=20.0, n_log_lags=4)
+    analysis = evaluate_upsampling(
+        "AKIR", group(100, samples_step_ps, "up"), group(200, 2.0, "ref"), settings
+    )
+    result = analysis.result
+    assert (result.name, result.fine_timestep_ps, result.coarse_interval_ps) == ("AKIR", 2.0, 10.0)
+    assert result.reference_duration_ps == 400.0
+    assert analysis.reference.lags_ps[0] == 0.0 and analysis.reference.lags_ps[1] == 2.0
+    expected = (
+        () if samples_step_ps == 2.0 else ("upsampled timestep 1 ps differs from the reference's 2 ps",)
+    )
+    assert result.notes == expected
