@@ -19,13 +19,15 @@ from eval_peptide import STATE_TORSIONS, markov_chain, peptide_frame, peptide_tr
 from mdgen import constants as rc
 from mdgen import geometry as g
 from mdgen import tokens
-from mdgen.analysis.loading import TrajectoryGroup
+from mdgen.analysis.loading import EvaluationInputError, TrajectoryGroup
 from mdgen.analysis.msm import StateModelSettings
 from mdgen.evaluation import forward
 from mdgen.evaluation.baselines import hold_coarse_frames, interpolate_coarse_frames, set_backbone_torsions
 from mdgen.evaluation.decorrelation import (
     DecorrelationCurves,
     RelaxationTime,
+    adjusted_autocovariance,
+    decorrelation_curves,
     dynamical_content,
     log_relaxation_correlation,
     log_spaced_lags,
@@ -556,3 +558,39 @@ def test_upsampling_result_describes_its_windows_and_notes_a_different_sample_ti
         () if samples_step_ps == 2.0 else ("upsampled timestep 1 ps differs from the reference's 2 ps",)
     )
     assert result.notes == expected
+
+
+def test_decorrelation_curves_reach_the_requested_lag_or_half_the_longest_trajectory():
+    """Catches the lag count off by one or more (floor(x - 1e-9) / + 1.000000001 at an exact 50 ps,
+    a third instead of half the length, a lag axis one shorter or longer than the curves), a single
+    lag refused, and the refusal of a 1-frame trajectory without its text."""
+    rng = np.random.default_rng(0)
+    long = decorrelation_curves([rng.uniform(-3, 3, (100, 2))], 10.0, 50.0)  # 50 ps = 5 frames exactly
+    assert long.lags_ps.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0] and long.curves.shape == (6, 2)
+    short = decorrelation_curves([rng.uniform(-3, 3, (8, 2))], 10.0, 1000.0)  # half of 8 frames
+    assert short.lags_ps.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0] and short.curves.shape == (5, 2)
+    assert decorrelation_curves([rng.uniform(-3, 3, (2, 1))], 10.0, 1000.0).lags_ps.tolist() == [0.0, 10.0]
+    with pytest.raises(EvaluationInputError, match="trajectories of 1 frames are too short"):
+        decorrelation_curves([rng.uniform(-3, 3, (1, 1))], 10.0, 1000.0)
+
+
+def test_autocovariance_at_a_lag_with_a_single_pair_is_that_product():
+    """Catches lags with exactly one pair of frames treated as unreached (NaN): x = (1, 2, 3) has
+    C(2) = x0 * x2 / 1 = 3 (statsmodels acovf, demean=False, adjusted=True)."""
+    np.testing.assert_allclose(
+        adjusted_autocovariance([np.array([[1.0], [2.0], [3.0]])], 2)[:, 0], [14 / 3, 4.0, 3.0]
+    )
+
+
+def test_dirichlet_simplex_points_have_one_channel_per_class_and_seeded_priors_repeat():
+    """Catches one_hot without num_classes (width = largest class present + 1) and the uniform prior
+    ignoring the generator (two equally seeded draws must agree)."""
+    flow = DirichletFlow(num_classes=20)
+    points = flow.sample_simplex(
+        torch.tensor([[0, 3]]), torch.tensor([0.5]), generator=torch.Generator().manual_seed(0)
+    )
+    assert points.shape == (1, 2, 20)
+    assert torch.allclose(points.sum(-1), torch.ones(1, 2))
+    first = flow.sample_uniform((2, 3), generator=torch.Generator().manual_seed(7))
+    second = flow.sample_uniform((2, 3), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first, second)
