@@ -594,3 +594,18 @@ def test_dirichlet_simplex_points_have_one_channel_per_class_and_seeded_priors_r
     first = flow.sample_uniform((2, 3), generator=torch.Generator().manual_seed(7))
     second = flow.sample_uniform((2, 3), generator=torch.Generator().manual_seed(7))
     assert torch.equal(first, second)
+
+
+def test_set_backbone_torsions_skips_nan_columns_and_keeps_time_stamps(tmp_path):
+    """Catches a NaN column (proline phi) rotating by NaN or ending the loop (`break` for `continue`),
+    and the time stamps dropped. AKIR columns: psi1, phi2, psi2, phi3, psi3, phi4; psi1 is left as it
+    is (NaN), phi2 is set to -100 deg; mdtraj measures both."""
+    frame = peptide_frame(tmp_path)
+    traj = md.Trajectory(np.repeat(frame.xyz[:1], 2, axis=0), frame.topology, time=np.array([10.0, 20.0]))
+    angles = np.full((2, 6), np.nan)
+    angles[:, 1] = np.radians(-100.0)
+    moved = set_backbone_torsions(traj, angles)
+    psi_before, psi_after = md.compute_psi(traj)[1][:, 0], md.compute_psi(moved)[1][:, 0]
+    np.testing.assert_allclose(psi_after, psi_before, atol=1e-4)
+    np.testing.assert_allclose(md.compute_phi(moved)[1][:, 0], np.radians(-100.0), atol=1e-4)
+    assert moved.time.tolist() == [10.0, 20.0]
