@@ -609,3 +609,14 @@ def test_set_backbone_torsions_skips_nan_columns_and_keeps_time_stamps(tmp_path)
     np.testing.assert_allclose(psi_after, psi_before, atol=1e-4)
     np.testing.assert_allclose(md.compute_phi(moved)[1][:, 0], np.radians(-100.0), atol=1e-4)
     assert moved.time.tolist() == [10.0, 20.0]
+
+
+def test_dirichlet_flow_defaults_and_the_alpha_max_bound():
+    """Catches changed defaults (METHOD: alpha_max 8, so d_alpha = 7; softmax temperature 1) and the
+    bound on alpha_max moved: 1 (a flow that never leaves the uniform prior) is refused with its
+    reason, 1.5 is accepted."""
+    flow = DirichletFlow()
+    assert (flow.alpha_max, flow.d_alpha, flow.temperature) == (8.0, 7.0, 1.0)
+    with pytest.raises(ValueError, match="alpha_max must exceed 1, got 1.0"):
+        DirichletFlow(alpha_max=1.0)
+    assert DirichletFlow(alpha_max=1.5).d_alpha == 0.5
