@@ -136,7 +136,7 @@ def test_the_optuna_search_space_names_options_that_exist():
 
 @pytest.mark.skipif(
     not has_plugin("hydra_plugins.hydra_optuna_sweeper"),
-    reason="hydra-optuna-sweeper is not installed (pip install hydra-optuna-sweeper)",
+    reason="hydra-optuna-sweeper is not installed (pip install -e '.[sweep]')",
 )
 def test_hparams_search_optuna_composes_with_the_plugin():
     cfg = compose_config(["hparams_search=optuna", "experiment=demo_forward"])
