@@ -121,7 +121,10 @@ def test_joint_range_bin_count_decides_which_values_share_a_bin():
 # ---- TICA lag vs MSM lag ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+# Function scope on purpose: mutmut runs a mutant only against the tests its coverage run saw reaching the
+# mutated code, and a module-scoped fixture's work is credited to the first test that uses it only
+# (experiments/tests/README.md, run 3).
+@pytest.fixture
 def lag_model():
     rng = np.random.default_rng(11)
     labels = markov_chain(CHAIN, 3000, rng)
@@ -256,7 +259,10 @@ FORWARD = ForwardSettings(
 )
 
 
-@pytest.fixture(scope="module")
+# Function scope on purpose: mutmut runs a mutant only against the tests its coverage run saw reaching the
+# mutated code, and a module-scoped fixture's work is credited to the first test that uses it only
+# (experiments/tests/README.md, run 3).
+@pytest.fixture
 def forward_result(frame):
     rng = np.random.default_rng(3)
     reference = peptide_trajectory(frame, markov_chain(CHAIN, 600, rng), rng)
