@@ -12,6 +12,10 @@ from eval_peptide import peptide_frame
 from mdgen.analysis.loading import EvaluationInputError
 from mdgen.analysis.validity import frame_failures, measure_covalent_geometry, validity_scores
 from mdgen.interpolant.ode_solvers import solve_ode, time_grid
+from mdgen.interpolant.probability_paths import masked_mse
+from mdgen.sampling.modes import IncompatibleTaskError
+from mdgen.sampling.upsampling import UpsamplingLayout
+from mdgen.tasks import TaskSpec
 
 
 def _traj(topology: md.Topology, positions_A) -> md.Trajectory:
@@ -157,3 +161,21 @@ def test_time_grid_default_is_uniform_and_starts_at_t0():
     """Catches the default grid_power 2 and `t1 + t0` for `t1 - t0` (any grid not starting at 0)."""
     assert time_grid(3).tolist() == [0.0, 0.5, 1.0]
     assert time_grid(3, 1.0, 1.0, 2.0).tolist() == [1.0, 1.5, 2.0]
+
+
+def test_masked_mse_divides_by_fractional_weights():
+    """Weights (documented) summing to 0.5: error 2^2 * 0.5 / 0.5 = 4, and an empty mask gives 0.
+    Catches the denominator floor 1e-8 raised to ~1 (which would give 2.0)."""
+    pred = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    mask = torch.tensor([[0.5, 0.0], [0.0, 0.0]])
+    assert masked_mse(pred, torch.zeros_like(pred), mask).tolist() == [4.0, 0.0]
+
+
+def test_upsampling_refusals_name_the_problem():
+    """Catches the texts of 'not an upsampling task' and 'at least 2 coarse frames' replaced by None."""
+    forward = TaskSpec(name="fwd", num_frames=11, frame_interval_ps=1.0, cond_frames=(0,))
+    with pytest.raises(IncompatibleTaskError, match="task 'fwd' has no cond_interval; it is not an upsampling"):
+        UpsamplingLayout.from_task(forward)
+    layout = UpsamplingLayout(cond_interval=5, window_frames=11, intervals_per_window=2)
+    with pytest.raises(ValueError, match="at least 2 coarse frames, got 1"):
+        layout.windows(num_coarse_frames=1)
