@@ -10,7 +10,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from mdgen.analysis.bridge import bridge_likelihood, sample_bridge_paths
+from mdgen.analysis.bridge import bridge_likelihood
 from mdgen.analysis.features import TorsionDefinitions, torsion_angles
 from mdgen.analysis.loading import EvaluationInputError
 from mdgen.analysis.msm import (
@@ -61,7 +61,9 @@ def test_one_impossible_path_does_not_zero_the_batch():
 
 def test_bridge_on_a_one_state_msm_with_an_inactive_frame():
     """Bug: -1 replaced by index 1 (not 0) before the lookup: IndexError on a 1-state MSM."""
-    np.testing.assert_allclose(bridge_likelihood(np.array([[1.0]]), np.array([[0, 0], [0, -1]]), 0, 0), [1.0, 0.0])
+    np.testing.assert_allclose(
+        bridge_likelihood(np.array([[1.0]]), np.array([[0, 0], [0, -1]]), 0, 0), [1.0, 0.0]
+    )
 
 
 # ---------------------------------------------------------------- features
@@ -80,9 +82,14 @@ def test_torsions_ignore_the_unit_cell():
     residue = top.add_residue("GLY", chain)
     for name in ("A", "B", "C", "D"):
         top.add_atom(name, md.element.carbon, residue)
-    traj = md.Trajectory(xyz, top, unitcell_lengths=np.full((1, 3), 0.25), unitcell_angles=np.full((1, 3), 90.0))
+    traj = md.Trajectory(
+        xyz, top, unitcell_lengths=np.full((1, 3), 0.25), unitcell_angles=np.full((1, 3), 90.0)
+    )
     definitions = TorsionDefinitions(
-        atom_indices=np.array([[0, 1, 2, 3]]), labels=("x:GLY1",), is_backbone=np.array([False]), residue_pairs=()
+        atom_indices=np.array([[0, 1, 2, 3]]),
+        labels=("x:GLY1",),
+        is_backbone=np.array([False]),
+        residue_pairs=(),
     )
     b1, b2, b3 = xyz[0, 1] - xyz[0, 0], xyz[0, 2] - xyz[0, 1], xyz[0, 3] - xyz[0, 2]
     expected = np.arctan2(np.linalg.norm(b2) * b1 @ np.cross(b2, b3), np.cross(b1, b2) @ np.cross(b2, b3))
@@ -121,8 +128,16 @@ def test_estimate_msm_uses_the_strongly_connected_set_and_records_the_lag():
 def test_populations_count_unassigned_frames_in_the_last_bin():
     """Bug: np.where(None, ...) hands -1 to bincount (ValueError) instead of the UNASSIGNED bin."""
     model = ReferenceStateModel(
-        tica_mean=None, tica_projection=None, n_kept_components=0, cluster_centers=None, cluster_msm=None,
-        cluster_to_state=None, n_states=2, state_msm=None, timestep_ps=1.0, notes=(),
+        tica_mean=None,
+        tica_projection=None,
+        n_kept_components=0,
+        cluster_centers=None,
+        cluster_msm=None,
+        cluster_to_state=None,
+        n_states=2,
+        state_msm=None,
+        timestep_ps=1.0,
+        notes=(),
     )
     np.testing.assert_array_equal(model.populations(np.array([0, 1, -1, 1])), [1, 2, 1])
 
@@ -163,7 +178,7 @@ def test_fit_on_a_short_reference_caps_clusters_and_states():
     refused; n_labels / state MSM / cluster MSM / timestep stored as None; PCCA+ note always written.
     """
     settings = _settings(n_clusters=5, n_metastable=5, min_frames_per_cluster=20, min_clusters_per_state=3)
-    model = fit_reference_state_model(_two_state_features(30), 2.0 / 2, settings, "ref.xtc")
+    model = fit_reference_state_model(_two_state_features(30), 1.0, settings, "ref.xtc")
     assert model.cluster_centers.shape[0] == 2
     assert model.n_states == 2
     assert isinstance(model.cluster_msm, DiscreteMSM) and model.cluster_msm.n_labels == 2
