@@ -10,6 +10,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
+import mdgen.analysis.msm as msm_module
 from mdgen.analysis.bridge import bridge_likelihood
 from mdgen.analysis.features import TorsionDefinitions, torsion_angles
 from mdgen.analysis.loading import EvaluationInputError
@@ -201,3 +202,50 @@ def test_fit_writes_no_notes_when_nothing_is_reduced():
     model = fit_reference_state_model(_two_state_features(60), 1.0, settings, "ref.xtc")
     assert len(model.cluster_msm.active_labels) == 2
     assert model.notes == ()
+
+
+def test_active_set_note_gives_the_inactive_fraction():
+    """Bugs: the note's inactive-frame fraction None / from the wrong set (`invert` lost), its text None/XX/upper.
+
+    The first 5 of 60 frames sit at pi/2 (a third cluster, left once, never re-entered): it is outside the
+    strongly connected set, so 5/60 = 8.3% of the frames are unassigned.
+    """
+    rng = np.random.default_rng(5)
+    angle = np.pi * ((np.arange(60) // 3) % 2) + 0.05 * rng.standard_normal(60)
+    angle[:5] = np.pi / 2 + 0.05 * rng.standard_normal(5)
+    features = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    settings = _settings(
+        n_clusters=3, n_metastable=2, min_frames_per_cluster=1, min_clusters_per_state=1, var_cutoff=1.0
+    )
+    model = fit_reference_state_model(features, 1.0, settings, "ref.xtc")
+    assert model.notes == (
+        "MSM active set: 2 of 3 clusters; 8.3% of reference frames fall outside it and are counted as 'unassigned'",
+    )
+
+
+def test_fit_refuses_a_reference_without_two_connected_clusters():
+    """Bug: the refusal's text None. 30 frames at angle 0 then 30 at pi: each cluster is left once at most,
+    so every strongly connected set has one cluster."""
+    rng = np.random.default_rng(5)
+    angle = np.where(np.arange(60) < 30, 0.0, np.pi) + 0.05 * rng.standard_normal(60)
+    features = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    with pytest.raises(EvaluationInputError, match="^ref.xtc: the reference MSM has fewer than 2 connected"):
+        fit_reference_state_model(features, 1.0, _settings(n_clusters=2, n_metastable=2), "ref.xtc")
+
+
+def test_kmeans_gets_the_settings_seed(monkeypatch):
+    """Bug: fixed_seed None / dropped: the reference fit is no longer reproducible run to run.
+
+    (Separable test data converge to the same centres from any seed, so the seed is checked where it is passed.)
+    """
+    seen = {}
+    real_kmeans = msm_module.KMeans
+
+    def recording_kmeans(**kwargs):
+        seen.update(kwargs)
+        return real_kmeans(**kwargs)
+
+    monkeypatch.setattr(msm_module, "KMeans", recording_kmeans)
+    settings = _settings(n_clusters=2, n_metastable=2, seed=11)
+    fit_reference_state_model(_two_state_features(60), 1.0, settings, "ref.xtc")
+    assert seen.get("fixed_seed") == 11
