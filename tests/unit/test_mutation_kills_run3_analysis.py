@@ -74,7 +74,7 @@ def test_torsions_ignore_the_unit_cell():
     """Bug: periodic=True/None: minimum image on a (dummy) small box flips the dihedral sign.
 
     Points (0,.2,0), 0, (.2,0,0), (.2,0,.2) nm in a 0.25 nm box: b1=(0,-.2,0), b2=(.2,0,0), b3=(0,0,.2);
-    phi = atan2(|b2| b1.(b2 x b3), (b1 x b2).(b2 x b3)) = -pi/2 (IUPAC formula, evaluated below with numpy);
+    phi = atan2(|b2| b1.(b2 x b3), (b1 x b2).(b2 x b3)) = atan2(+, 0) = +pi/2 (IUPAC formula, evaluated below with numpy);
     minimum image flips all three bond vectors and so the sign.
     """
     xyz = np.array([[[0.0, 0.2, 0.0], [0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.2, 0.0, 0.2]]], np.float32)
