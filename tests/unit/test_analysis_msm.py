@@ -7,6 +7,7 @@ import pytest
 
 from eval_peptide import markov_chain
 from mdgen.analysis.bridge import bridge_likelihood, sample_bridge_paths, select_transition
+from mdgen.analysis.loading import EvaluationInputError
 from mdgen.analysis.msm import (
     UNASSIGNED,
     StateModelSettings,
@@ -112,3 +113,10 @@ def test_short_reference_scales_down_clusters_and_states_and_says_so():
     assert model.n_states < 10
     assert any("k-means" in note for note in model.notes)
     assert any("PCCA+" in note for note in model.notes)
+
+
+def test_too_short_names_the_longer_lag_whichever_it_is():
+    """The refusal said "lags of <MSM lag> frames" even when the TICA lag was the one that did not fit."""
+    features = np.zeros((40, 2))  # 4 x the TICA lag: one frame short
+    with pytest.raises(EvaluationInputError, match=r"lags of 10 frames \(TICA lag 10, MSM lag 1;"):
+        fit_reference_state_model(features, 1.0, StateModelSettings(tica_lag_ps=10.0, msm_lag_ps=1.0), "x")

@@ -157,9 +157,11 @@ def fit_reference_state_model(
     msm_lag_frames = frames_per_interval(settings.msm_lag_ps, timestep_ps, source, "msm_lag_ps")
     notes = []
     n_frames = len(features)
-    if n_frames <= max(tica_lag_frames, msm_lag_frames) * 4:
+    longest_lag = max(tica_lag_frames, msm_lag_frames)
+    if n_frames <= longest_lag * 4:
         raise EvaluationInputError(
-            f"{source}: {n_frames} frames are too short for lags of {msm_lag_frames} frames"
+            f"{source}: {n_frames} frames are too short for lags of {longest_lag} frames (TICA lag "
+            f"{tica_lag_frames}, MSM lag {msm_lag_frames}; more than 4 x the longer one needed)"
         )
     mean, matrix, n_kept = _fit_tica(features, tica_lag_frames, settings.var_cutoff)
     projected = ((features - mean) @ matrix)[:, :n_kept]
